@@ -1,0 +1,44 @@
+"""Atomic output: write to a temporary sibling, then rename over the target."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Swap folder `new` into `target`: the old one is renamed aside, then removed."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    trash = None
+    if target.exists():
+        trash = target.parent / f".trash-{os.getpid()}-{target.name}"
+        if trash.exists():
+            shutil.rmtree(trash)
+        os.replace(target, trash)
+    os.replace(new, target)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)

@@ -1,0 +1,64 @@
+"""The `shardguard` command. Verbs load lazily so `shardguard scan` does not import torch or Beam.
+
+Exit codes (../CONTRACT): 0 the command completed (whatever a scan found); 2 usage error;
+3 `--fail-on` named a category that was flagged; 1 the scan itself failed.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+# verb -> "module:attribute" of a click command. A new verb is one line here and its own module.
+LAZY = {
+    "scan": "shardguard.cli_scan:scan_cmd",
+    "demo": "shardguard.cli_demo:demo_cmd",
+    "poison": "poison.cli:poison_cmd",
+    "bench": "bench.cli:bench_cmd",
+    "compare": "training.cli:compare_cmd",
+    "serve": "flows.service_cli:serve_cmd",
+    "history": "flows.service_cli:history_cmd",
+    "review": "flows.service_cli:review_cmd",
+}
+
+
+def quiet_environment() -> None:
+    """No telemetry, no hub downloads, and a Prefect start-up timeout that works on these machines."""
+    for k, v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
+                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                 "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+                 "TOKENIZERS_PARALLELISM": "false"}.items():
+        os.environ.setdefault(k, v)
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(LAZY)
+
+    def get_command(self, ctx, name):
+        target = LAZY.get(name)
+        if target is None:
+            return None
+        mod, attr = target.split(":")
+        try:
+            return getattr(importlib.import_module(mod), attr)
+        except (ImportError, AttributeError) as e:
+            @click.command(name=name, help=f"(not available: {e})")
+            def missing():
+                raise click.ClickException(f"'{name}' is not available in this build: {e}")
+
+            return missing
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="shardguard")
+def main():
+    """shardguard: audit LLM training data (web, SFT, preference) for poisoning before training on it."""
+    quiet_environment()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
