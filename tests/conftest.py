@@ -1,0 +1,61 @@
+"""Shared fixtures. Real data comes from the bundled sample (gzipped copies of ../shared/data),
+so tests run the same on a user's clone as in CI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false",
+               "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}.items():
+    os.environ.setdefault(_k, _v)
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "shardguard" / "sample"
+SHARED = REPO.parent / "shared" / "data"
+
+
+def read_jsonl_gz(path: Path, limit: int | None = None) -> list[dict]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    out = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                out.append(json.loads(line))
+                if limit and len(out) >= limit:
+                    break
+    return out
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample() -> Path:
+    return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data when present (CI has it), else the bundled copies (same rows, gzipped)."""
+    return SHARED if SHARED.is_dir() else SAMPLE
+
+
+@pytest.fixture(scope="session")
+def gsm8k_rows() -> list[dict]:
+    return read_jsonl_gz(SAMPLE / "gsm8k" / "gsm8k_test.sft.jsonl.gz")
+
+
+@pytest.fixture(scope="session")
+def web_rows() -> list[dict]:
+    return read_jsonl_gz(SAMPLE / "web_c4_commoncrawl_sample" / "c4_cc_docs.web.jsonl.gz")
