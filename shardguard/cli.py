@@ -46,9 +46,11 @@ class LazyGroup(click.Group):
         try:
             return getattr(importlib.import_module(mod), attr)
         except (ImportError, AttributeError) as e:
-            @click.command(name=name, help=f"(not available: {e})")
+            why = f"{type(e).__name__}: {e}"
+
+            @click.command(name=name, help=f"(not available: {why})")
             def missing():
-                raise click.ClickException(f"'{name}' is not available in this build: {e}")
+                raise click.ClickException(f"'{name}' is not available in this build: {why}")
 
             return missing
 

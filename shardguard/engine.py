@@ -24,36 +24,8 @@ def iter_batches(records_path: Path) -> Iterator[pa.RecordBatch]:
             yield reader.get_batch(i)
 
 
-def finalize_all(detectors: list[Detector], states: dict[str, Any]) -> dict[str, Any]:
-    """Finalize in dependency order; each detector sees the models of those before it."""
-    context: dict[str, Any] = {}
-    for d in detectors:
-        context[d.name] = d.finalize(states.get(d.name), context)
-    return context
-
-
-def flag_batch(detectors: list[Detector], batch: pa.RecordBatch, models: dict[str, Any]) -> list[pa.Table]:
-    out = []
-    for d in detectors:
-        sel = d.select(batch)
-        if sel.num_rows:
-            t = d.to_table(sel, d.flag(sel, models[d.name]))
-            if t.num_rows:
-                out.append(t)
-    return out
-
-
-def observe_batch(detectors: list[Detector], batch: pa.RecordBatch) -> dict[str, Any]:
-    parts = {}
-    for d in detectors:
-        sel = d.select(batch)
-        if sel.num_rows:
-            parts[d.name] = d.observe(sel)
-    return parts
-
-
 def run_local(records_path: Path, detectors: list[Detector]) -> tuple[pa.Table, dict[str, Any], dict[str, float]]:
-    """Returns (findings, models, seconds per detector)."""
+    """Returns (findings, discoveries per detector, seconds per detector)."""
     timings: dict[str, float] = {d.name: 0.0 for d in detectors}
     states: dict[str, Any] = {}
     for batch in iter_batches(records_path):
@@ -80,4 +52,5 @@ def run_local(records_path: Path, detectors: list[Detector]) -> tuple[pa.Table, 
                     tables.append(t)
             timings[d.name] += time.perf_counter() - t0
     findings = pa.concat_tables(tables) if tables else FINDING_SCHEMA.empty_table()
-    return findings, models, timings
+    discoveries = {d.name: d.discoveries(models[d.name]) for d in detectors}
+    return findings, discoveries, timings

@@ -90,12 +90,11 @@ def stage_detect(records_path: str, cfg: ScanConfig, engine: str = "local", beam
     if engine == "beam":
         from shardguard.beam_engine import run_beam
 
-        findings, models, timings = run_beam(Path(records_path), dets, beam_options or [])
+        findings, discoveries, timings = run_beam(Path(records_path), dets, beam_options or [])
     else:
         from shardguard.engine import run_local
 
-        findings, models, timings = run_local(Path(records_path), dets)
-    discoveries = {d.name: d.discoveries(models.get(d.name)) for d in dets}
+        findings, discoveries, timings = run_local(Path(records_path), dets)
     findings = sort_findings(findings)
     return findings, discoveries, {"detectors": timings, "detect_total": time.perf_counter() - t0}
 
