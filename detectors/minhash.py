@@ -9,7 +9,7 @@ Readable end to end (text-dedup style):
    32-bit shingle hash x (multiply-add-shift, a 2-independent family); the signature is the
    per-document minimum (numpy `minimum.reduceat`). Estimated Jaccard = share of equal slots,
    which agrees with datasketch's estimates (tests and `bench/` check this).
-3. `lsh_pairs(sigs)`        b bands of r rows chosen for the threshold (datasketch's optimiser);
+3. `lsh_pairs(sigs)`        b bands of r rows chosen for the threshold (datasketch's optimiser, recall-weighted);
    documents sharing a band bucket are candidates; each candidate edge is verified by its
    estimated Jaccard >= threshold, so precision does not hinge on the banding.
 4. `clusters(...)`          connected components of the verified edges (scipy). In each cluster the
@@ -105,10 +105,13 @@ def signatures(x: np.ndarray, starts: np.ndarray, a: np.ndarray, b: np.ndarray, 
     return out
 
 
-def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+def optimal_bands(threshold: float, num_perm: int, fn_weight: float = 0.95) -> tuple[int, int]:
+    """Bands x rows from datasketch's optimiser, weighted towards recall: every candidate is verified
+    by its estimated Jaccard afterwards, so a false candidate costs a comparison, a missed one a miss.
+    (0.8, 128) -> 16 bands of 8 rows: P(candidate) 0.95 at Jaccard 0.8, 0.99 at 0.85, 0.06 at 0.5."""
     from datasketch.lsh import _optimal_param
 
-    return _optimal_param(threshold, num_perm, 0.5, 0.5)
+    return _optimal_param(threshold, num_perm, 1.0 - fn_weight, fn_weight)
 
 
 def lsh_pairs(sigs: np.ndarray, bands: int, rows: int, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,7 +160,7 @@ def domain(url: str) -> str:
 class MinHashNearDuplicates(Detector):
     name = "minhash"
     category = "duplicate"
-    defaults = {"threshold": 0.8, "num_perm": 128, "ngram": 5, "seed": 1}
+    defaults = {"threshold": 0.8, "num_perm": 128, "ngram": 5, "seed": 1, "lsh_fn_weight": 0.95}
 
     def __init__(self, **config):
         super().__init__(**config)
@@ -192,7 +195,7 @@ class MinHashNearDuplicates(Detector):
                 uniq.append(i)
         uidx = np.asarray(uniq, np.int64)
         sigs = state["sig"][uidx]
-        bands, rows = optimal_bands(self.config["threshold"], self.config["num_perm"])
+        bands, rows = optimal_bands(self.config["threshold"], self.config["num_perm"], self.config["lsh_fn_weight"])
         lo, hi, est = lsh_pairs(sigs, bands, rows, self.config["threshold"])
         if len(lo) == 0:
             return empty

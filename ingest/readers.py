@@ -78,7 +78,8 @@ class _Bounded(io.RawIOBase):
         return True
 
     def readinto(self, b):
-        data = self.inner.read(len(b))
+        # small reads, so that a truncated stream still yields the lines decoded before the break
+        data = self.inner.read(min(len(b), 16384))
         self.count += len(data)
         if self.count > self.limit:
             raise ShardError(f"decompressed size exceeds the limit of {self.limit} bytes")
