@@ -19,9 +19,8 @@ class ExactDuplicates(Detector):
     defaults = {}
 
     def observe(self, batch: pa.RecordBatch):
-        # record_id -> first (shard, row) and count, within the batch
         t = pa.table({"record_id": batch.column("record_id"), "shard": batch.column("shard"),
-                      "row": batch.column("row")})
+                      "row": batch.column("row"), "seq": batch.column("seq")})
         return t
 
     def merge(self, a, b):
@@ -34,14 +33,13 @@ class ExactDuplicates(Detector):
     def finalize(self, state, context):
         if state is None or state.num_rows == 0:
             return {}
-        t = state.combine_chunks()
+        t = state.sort_by("seq").combine_chunks()  # input order, whatever order the partials merged in
         ids = t.column("record_id").to_numpy(zero_copy_only=False)
         uniq, first_idx, counts = np.unique(ids, return_index=True, return_counts=True)
         dup = counts > 1
         shards = t.column("shard").to_pylist()
         rows = t.column("row").to_numpy()
-        # keep = the smallest (shard, row) among copies; np.unique's first index is in input order,
-        # and the engines feed shards in order, so that is the first occurrence.
+        # np.unique's first index is the first occurrence in input order: that copy is kept
         return {str(u): (shards[i], int(rows[i]), int(c)) for u, i, c in zip(uniq[dup], first_idx[dup], counts[dup])}
 
     def flag(self, batch, model):

@@ -61,18 +61,29 @@ def shingle_hashes(texts: list[str] | pa.Array, ngram: int = 5) -> tuple[np.ndar
     np.cumsum(n_sh[:-1], out=sh_start[1:])
     # position of each shingle's first word in `wh`
     doc_of = np.repeat(np.arange(n_docs), n_sh)
-    offset = np.arange(total, dtype=np.int64) - sh_start[doc_of]
-    first = word_start[doc_of] + offset
-    # words to combine for each shingle: min(ngram, len) (short docs: all words)
-    width = np.minimum(lens[doc_of], ngram)
-    h = np.zeros(total, np.uint64)
+    first = np.arange(total, dtype=np.int64) - sh_start[doc_of] + word_start[doc_of]
     mult = np.uint64(0x9E3779B97F4A7C15)
+    n_w = len(wh)
     with np.errstate(over="ignore"):
-        for k in range(ngram):
-            use = width > k
-            idx = np.where(use, first + k, 0)
-            wk = wh[idx] if len(wh) else np.zeros(total, np.uint64)
-            h = np.where(use, (h ^ wk) * mult + np.uint64(k + 1), h)
+        # rolling combination of `ngram` consecutive word hashes over the whole flat word array
+        # (windows that cross a document boundary are computed and never selected)
+        if n_w >= ngram:
+            roll = np.zeros(n_w - ngram + 1, np.uint64)
+            for k in range(ngram):
+                roll ^= wh[k:n_w - ngram + 1 + k]
+                roll *= mult
+                roll += np.uint64(k + 1)
+        else:
+            roll = np.zeros(0, np.uint64)
+        h = np.zeros(total, np.uint64)
+        full = lens[doc_of] >= ngram
+        h[full] = roll[first[full]]
+        short_docs = np.flatnonzero(lens < ngram)  # documents shorter than one shingle: all their words
+        for d in short_docs:
+            acc = np.uint64(0)
+            for k in range(int(lens[d])):
+                acc = (acc ^ wh[word_start[d] + k]) * mult + np.uint64(k + 1)
+            h[sh_start[d]] = acc
         h ^= h >> np.uint64(29)
         h *= np.uint64(0xBF58476D1CE4E5B9)
         h ^= h >> np.uint64(32)
@@ -170,6 +181,7 @@ class MinHashNearDuplicates(Detector):
         x, starts = shingle_hashes(batch.column("text"), self.config["ngram"])
         sigs = signatures(x, starts, self._a, self._b)
         return {"shard": batch.column("shard").to_pylist(), "row": batch.column("row").to_numpy(),
+                "seq": batch.column("seq").to_numpy(),
                 "record_id": batch.column("record_id").to_pylist(),
                 "url": batch.column("url").to_pylist(), "sig": sigs}
 
@@ -179,6 +191,7 @@ class MinHashNearDuplicates(Detector):
         if b is None:
             return a
         return {"shard": a["shard"] + b["shard"], "row": np.concatenate([a["row"], b["row"]]),
+                "seq": np.concatenate([a["seq"], b["seq"]]),
                 "record_id": a["record_id"] + b["record_id"], "url": a["url"] + b["url"],
                 "sig": np.concatenate([a["sig"], b["sig"]])}
 
@@ -186,10 +199,12 @@ class MinHashNearDuplicates(Detector):
         empty = {"members": {}, "clusters": {}}
         if state is None or len(state["row"]) == 0:
             return empty
-        # exact copies are the exact detector's business: cluster unique contents only
+        # exact copies are the exact detector's business: cluster unique contents only, in input order
+        # (partial states may merge in any order; `seq` restores the input order)
         seen: dict[str, int] = {}
         uniq = []
-        for i, rid in enumerate(state["record_id"]):
+        for i in np.argsort(state["seq"], kind="stable").tolist():
+            rid = state["record_id"][i]
             if rid not in seen:
                 seen[rid] = i
                 uniq.append(i)

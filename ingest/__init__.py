@@ -26,6 +26,7 @@ __all__ = [
 RECORD_SCHEMA = pa.schema([
     ("shard", pa.string()),
     ("row", pa.int64()),
+    ("seq", pa.int64()),  # the record's position in the whole scan's input order (for order-free merges)
     ("record_id", pa.string()),
     ("kind", pa.string()),
     ("text", pa.string()),  # the record's whole text (fields joined): what kind-agnostic detectors read
@@ -88,9 +89,11 @@ def _record_text(kind: str, rec: dict) -> str:
 
 def ingest_shard(
     path: Path, shard: str, kind: str = "auto", batch_size: int = 2048, limits: Limits | None = None,
-    info: ShardInfo | None = None,
+    info: ShardInfo | None = None, seq_start: int = 0,
 ) -> Iterator[pa.RecordBatch | Malformed]:
-    """Stream one shard. Raises ShardError only when nothing of the shard can be read."""
+    """Stream one shard. Raises ShardError only when nothing of the shard can be read.
+
+    `seq` numbers the good records from `seq_start` (the scan passes the count so far)."""
     info = info or ShardInfo(shard=shard, path=str(path))
     ext, comp = split_ext(path)
     info.format = ext.lstrip(".") + (f"+{comp}" if comp else "")
@@ -148,6 +151,7 @@ def ingest_shard(
             continue
         cols["shard"].append(shard)
         cols["row"].append(r.row)
+        cols["seq"].append(seq_start + info.rows - info.malformed - 1)
         cols["record_id"].append(content_hash({k: rec[k] for k in FIELDS[resolved]}))
         cols["kind"].append(resolved)
         cols["text"].append(_record_text(resolved, rec))

@@ -65,12 +65,13 @@ def stage_ingest(paths: list[str], work: Path, kind: str, cfg: ScanConfig) -> In
     records_path = work / "records.arrow"
     infos: list[ShardInfo] = []
     malformed: list[dict] = []
+    seq = 0
     with pa.OSFile(str(records_path), "wb") as sink, pa.ipc.new_file(sink, RECORD_SCHEMA) as writer:
         for path, name in shards:
             info = ShardInfo(shard=name, path=str(path))
             infos.append(info)
             try:
-                for item in ingest_shard(path, name, kind, cfg.batch_size, cfg.limits, info=info):
+                for item in ingest_shard(path, name, kind, cfg.batch_size, cfg.limits, info=info, seq_start=seq):
                     if isinstance(item, Malformed):
                         malformed.append(asdict(item))
                     else:
@@ -79,6 +80,7 @@ def stage_ingest(paths: list[str], work: Path, kind: str, cfg: ScanConfig) -> In
                 info.error = str(e)
             except OSError as e:
                 info.error = f"cannot read file: {e}"
+            seq += info.rows - info.malformed
     return Ingested(str(records_path), [asdict(i) for i in infos], malformed, skipped, time.perf_counter() - t0)
 
 
