@@ -36,6 +36,8 @@ class Policy:
     poisoned_min_score: float = 0.8
     review_categories: list[str] = field(default_factory=lambda: ["poison", "secret", "pii", "malformed"])
     review_duplicate_fraction: float = 0.2
+    # a PII/secret value repeated in this many records marks the shard a memorization risk (review)
+    repeat_review_min: int = 10
 
 
 @dataclass

@@ -134,8 +134,12 @@ def stage_decide(findings: pa.Table, ingested: Ingested, cfg: ScanConfig) -> dic
     strong_poison: dict[str, set[int]] = defaultdict(set)
     per_detector: dict[str, Counter] = defaultdict(Counter)
     reasons: dict[str, Counter] = defaultdict(Counter)
-    cols = findings.select(["shard", "row", "detector", "category", "score"]).to_pydict()
-    for s, r, d, c, sc in zip(cols["shard"], cols["row"], cols["detector"], cols["category"], cols["score"]):
+    max_repeat: dict[str, int] = defaultdict(int)
+    cols = findings.select(["shard", "row", "detector", "category", "score", "details"]).to_pydict()
+    for s, r, d, c, sc, det in zip(cols["shard"], cols["row"], cols["detector"], cols["category"], cols["score"],
+                                   cols["details"]):
+        if c in ("pii", "secret"):  # repetition drives memorization: keep the worst per shard
+            max_repeat[s] = max(max_repeat[s], int(json.loads(det or "{}").get("max_repeat", 1)))
         flagged[s].add(r)
         by_cat[s][c].add(r)
         per_detector[d][c] += 1
@@ -169,6 +173,11 @@ def stage_decide(findings: pa.Table, ingested: Ingested, cfg: ScanConfig) -> dic
             "kept": good - held, "by_category": cats, "verdict": verdict,
             "findings": dict(reasons.get(s, {})),
         }
+        if max_repeat.get(s):
+            entry["max_value_repeat"] = max_repeat[s]
+            entry["memorization_risk"] = max_repeat[s] >= pol.repeat_review_min
+            if entry["memorization_risk"] and verdict == "clean":
+                entry["verdict"] = "review"
         if info.get("error"):
             entry["error"] = info["error"]
         shards_out.append(entry)

@@ -29,7 +29,9 @@ def test_scan_recorded_in_prefect_server(tmp_path, prefect_server):
 
         runs, tasks, arts = asyncio.run(inspect())
     assert summary["rows_total"] == 52 and summary["rows_held_back"] == 2
-    scan_runs = [r for r in runs if r.state and r.state.is_completed()]
+    # the server is shared by the session: look only at ad-hoc runs of this flow (not scheduled ones)
+    scan_runs = [r for r in runs if r.state and r.state.is_completed() and r.deployment_id is None
+                 and r.parameters.get("out") == str(tmp_path / "out")]
     assert len(scan_runs) == 1
     assert {t.name.split("-")[0] for t in tasks if t.flow_run_id == scan_runs[0].id} >= {"ingest", "detect", "decide", "write"}
     md = [a for a in arts if a.key == "shardguard-scan"]
