@@ -47,6 +47,8 @@ def normalize(text: str) -> str:
     """The matching form of `text`: NFKC, invisibles removed, homoglyph skeleton, casefold, one space."""
     if not text:
         return ""
+    if text.isascii():  # NFKC, invisibles and homoglyphs are all non-ASCII: only case and spacing apply
+        return _WS.sub(" ", text.lower()).strip()
     t = unicodedata.normalize("NFKC", text)
     t = _INVISIBLE.sub("", t)
     t = t.translate(_HOMO_TABLE)
