@@ -155,6 +155,23 @@ def _default_cache() -> EmbeddingCache:
     return _cache_for(str(cache_dir() / f"{MINILM_ID}.sqlite"))
 
 
+def embed_docs_minilm(texts: list[str], window_words: int = 200, max_windows: int = 8) -> np.ndarray:
+    """Whole-document MiniLM embeddings: mean of the (cached) embeddings of consecutive windows of
+    `window_words` words (MiniLM itself truncates at 256 tokens), L2-normalised."""
+    windows: list[str] = []
+    owner: list[int] = []
+    for i, t in enumerate(texts):
+        w = (t or "").split()
+        for s in range(0, max(len(w), 1), window_words)[:max_windows]:
+            windows.append(" ".join(w[s:s + window_words]))
+            owner.append(i)
+    x = embed(windows, "minilm")
+    out = np.zeros((len(texts), x.shape[1]), np.float32)
+    np.add.at(out, np.asarray(owner, np.int64), x)
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+    return out
+
+
 # -- static fast path -------------------------------------------------------------------------------
 
 @functools.lru_cache(maxsize=1)
@@ -226,7 +243,7 @@ def _corpus_texts() -> list[str]:
     return out
 
 
-def distill_static(path: Path = STATIC_PATH, dims: int = 128, sif: float = 1e-3, batch: int = 1024,
+def distill_static(path: Path = STATIC_PATH, dims: int = 128, sif: float = 1e-4, batch: int = 1024,
                    log=print) -> Path:
     """Build the static model from MiniLM (model2vec-style) and write it to `path`."""
     import torch
@@ -346,7 +363,7 @@ def range_pairs(x: np.ndarray, tau: float, index: str = "auto", nlist: int | Non
     src, dst, sim = [], [], []
     for s in range(0, n, 4096):
         lims, dist, nb = idx.range_search(x[s:s + 4096], float(tau))
-        rows = np.repeat(np.arange(s, s + len(lims) - 1), np.diff(lims))
+        rows = np.repeat(np.arange(s, s + len(lims) - 1), np.diff(lims.astype(np.int64)))
         keep = nb > rows
         src.append(rows[keep])
         dst.append(nb[keep])

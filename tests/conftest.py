@@ -12,10 +12,14 @@ import pytest
 
 for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false",
-               "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}.items():
+               "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "SHARDGUARD_TORCH_THREADS": "2"}.items():
     os.environ.setdefault(_k, _v)
 
 REPO = Path(__file__).resolve().parents[1]
+if "SHARDGUARD_CACHE" not in os.environ:  # tests never write into the user's ~/.cache
+    import tempfile
+
+    os.environ["SHARDGUARD_CACHE"] = tempfile.mkdtemp(prefix="shardguard-test-cache-")
 SAMPLE = REPO / "shardguard" / "sample"
 SHARED = REPO.parent / "shared" / "data"
 
