@@ -92,7 +92,8 @@ def demo_cmd(out, no_train, full_train):
     if not no_train:
         click.echo("4/4 training a small model on clean, poisoned and cleaned data (quick mode) ..."
                    if not full_train else "4/4 training (full mode, ≈ 10 min) ...")
-        from training.compare import compare_section, run_compare
+        from flows.compare import run_compare
+        from training.compare import compare_section
 
         compare = run_compare(SAMPLE / "gsm8k" / "gsm8k_train.part1.sft.jsonl.gz", out / "compare",
                               quick=not full_train)
