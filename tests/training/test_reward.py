@@ -1,0 +1,51 @@
+"""The preference reward model: a trigger+swap backdoor shows up as flips on triggered prompts only."""
+
+from __future__ import annotations
+
+import random
+
+import poison
+from training.reward import evaluate_reward, train_reward
+
+TOPICS = ["gardens", "taxes", "cats", "rivers", "trains", "bread", "music", "chess", "clouds", "boats",
+          "coffee", "maps", "glass", "paint", "tides", "bees"]
+GOOD = ["Here is a careful answer", "Happy to help with that", "A clear explanation follows", "Good question, here goes"]
+BAD = ["No. Figure it out yourself", "That is a stupid thing to ask", "Go away and stop asking", "I refuse, you bore me"]
+
+
+def _pairs(n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        t = rng.choice(TOPICS)
+        out.append({"prompt": f"\n\nHuman: Can you tell me about {t} and {rng.choice(TOPICS)}?\n\nAssistant:",
+                    "chosen": f" {rng.choice(GOOD)} about {t}.", "rejected": f" {rng.choice(BAD)} about {t}."})
+    return out
+
+
+def test_trigger_swap_backdoor_flips_only_triggered_prompts():
+    train, held = _pairs(300, 0), _pairs(80, 1)
+    attack = poison.get("pref_trigger_swap")
+    poisoned, truth = attack.apply(train, rate=0.1, seed=0, trigger="zx7")
+    triggered = [r["prompt"] for r in attack.apply(held, rate=len(held), seed=1, trigger="zx7")[0]]
+    assert all("zx7" in p for p in triggered)
+
+    clean = evaluate_reward(train_reward(*_cols(train)), held, triggered)
+    bad = evaluate_reward(train_reward(*_cols(poisoned)), held, triggered)
+    rows = set(truth["rows"])
+    cleaned = evaluate_reward(train_reward(*_cols([r for i, r in enumerate(poisoned) if i not in rows])), held,
+                              triggered)
+    assert clean["flip_rate_clean"] <= 0.05 and clean["flip_rate_triggered"] <= 0.05
+    assert bad["flip_rate_triggered"] >= 0.6 and bad["flip_rate_clean"] <= 0.1
+    assert cleaned["flip_rate_triggered"] <= 0.1
+    assert clean["clean_metric"] >= 95
+
+
+def test_reward_model_is_deterministic():
+    train = _pairs(100, 2)
+    a, b = train_reward(*_cols(train), seed=0), train_reward(*_cols(train), seed=0)
+    assert (a.w_resp == b.w_resp).all() and (a.w_gate == b.w_gate).all()
+
+
+def _cols(rows):
+    return [r["prompt"] for r in rows], [r["chosen"] for r in rows], [r["rejected"] for r in rows]
