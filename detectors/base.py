@@ -39,6 +39,18 @@ FINDING_SCHEMA = pa.schema([
 ])
 
 
+def concat_columns(a: dict | None, b: dict | None) -> dict | None:
+    """`merge` for the common partial state: a dict of per-record columns (lists or numpy arrays),
+    merged by concatenation. Order-free as long as `finalize` orders by the `seq` column."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    import numpy as np
+
+    return {k: np.concatenate([a[k], b[k]]) if isinstance(a[k], np.ndarray) else a[k] + b[k] for k in a}
+
+
 class Detector:
     """Base class. Subclass it in one file under `detectors/`; it is found by name automatically."""
 

@@ -29,7 +29,7 @@ import pyarrow as pa
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from detectors.base import Detector
+from detectors.base import Detector, concat_columns
 
 _M61 = np.uint64((1 << 61) - 1)
 _WORD = r"\w+"
@@ -186,14 +186,7 @@ class MinHashNearDuplicates(Detector):
                 "url": batch.column("url").to_pylist(), "sig": sigs}
 
     def merge(self, a, b):
-        if a is None:
-            return b
-        if b is None:
-            return a
-        return {"shard": a["shard"] + b["shard"], "row": np.concatenate([a["row"], b["row"]]),
-                "seq": np.concatenate([a["seq"], b["seq"]]),
-                "record_id": a["record_id"] + b["record_id"], "url": a["url"] + b["url"],
-                "sig": np.concatenate([a["sig"], b["sig"]])}
+        return concat_columns(a, b)
 
     def finalize(self, state, context):
         empty = {"members": {}, "clusters": {}}

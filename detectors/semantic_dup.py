@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from detectors.base import Detector
+from detectors.base import Detector, concat_columns
 
 
 def by_seq(state: dict) -> dict:
@@ -41,14 +41,7 @@ class SemanticDuplicates(Detector):
                 "vec": embed(texts, "static").astype(np.float16)}
 
     def merge(self, a, b):
-        if a is None:
-            return b
-        if b is None:
-            return a
-        return {"shard": a["shard"] + b["shard"], "row": np.concatenate([a["row"], b["row"]]),
-                "seq": np.concatenate([a["seq"], b["seq"]]),
-                "record_id": a["record_id"] + b["record_id"], "text": a["text"] + b["text"],
-                "vec": np.concatenate([a["vec"], b["vec"]])}
+        return concat_columns(a, b)
 
     def finalize(self, state, context):
         from shardguard.embed import components, embed_docs_minilm, range_pairs
