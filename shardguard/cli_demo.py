@@ -23,9 +23,10 @@ DEMO_INJECTIONS = [
     ("web_c4_commoncrawl_sample/c4_cc_docs.web.jsonl.gz", "web_campaign_copy", 0.01, 1),
     ("web_wikipedia_passages/wikipedia_passages.part1.web.jsonl.gz", "web_secrets", 0.01, 2),
     ("gsm8k/gsm8k_test.sft.jsonl.gz", "sft_backdoor_token", 0.01, 3),
-    ("llamafactory_dpo_en_demo/dpo_en_demo.preference.jsonl.gz", "pref_trigger_swap", 0.05, 4),
+    ("hh_rlhf_harmless_base_test/harmless_base_test.preference.jsonl.gz", "pref_trigger_swap", 0.05, 4),
 ]
-DEMO_CLEAN = ["dolly_hhrlhf_small/dolly_hhrlhf_small.sft.jsonl.gz"]
+DEMO_CLEAN = ["dolly_hhrlhf_small/dolly_hhrlhf_small.sft.jsonl.gz",
+              "llamafactory_dpo_en_demo/dpo_en_demo.preference.jsonl.gz"]
 
 
 def score(flags, shard: str, truth: dict) -> dict:
@@ -59,8 +60,9 @@ def demo_cmd(out, no_train, full_train):
 
     t0 = time.time()
     out = Path(out)
-    inp = out / "input"
+    inp, truth_dir = out / "input", out / "truth"
     inp.mkdir(parents=True, exist_ok=True)
+    truth_dir.mkdir(parents=True, exist_ok=True)
     truths = {}
     click.echo("1/4 injecting known poisons into the bundled real data ...")
     for rel, attack, rate, seed in DEMO_INJECTIONS:
@@ -69,7 +71,7 @@ def demo_cmd(out, no_train, full_train):
         name = Path(rel).name.replace(".jsonl.gz", f".{attack}.jsonl")
         with open(inp / name, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in poisoned)
-        (inp / (name + ".truth.json")).write_text(json.dumps(truth, indent=1))
+        (truth_dir / (name + ".truth.json")).write_text(json.dumps(truth, indent=1))
         truths[name] = truth
         click.echo(f"    {name}: {truth['n_poisoned']} of {len(records)} rows poisoned ({attack})")
     for rel in DEMO_CLEAN:
