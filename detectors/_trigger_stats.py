@@ -40,6 +40,29 @@ def normalize(text: str) -> str:
     return _normalize(text)
 
 
+def bottom_k(flat_k: np.ndarray, flat_row: np.ndarray, rank: np.ndarray, ids: list, k: int
+             ) -> tuple[dict[int, list], set[int]]:
+    """Per key, the k rows of smallest rank (a hash of the record id): a sample that merges exactly and
+    in any order. Returns ({key: [(rank, record_id), ...]}, the batch rows used)."""
+    from collections import defaultdict
+
+    ex: dict[int, list] = defaultdict(list)
+    used: set[int] = set()
+    if not len(flat_k):
+        return {}, used
+    flat_rank = rank[flat_row]
+    order = np.lexsort((flat_rank, flat_k))
+    fk = flat_k[order]
+    heads = np.r_[True, fk[1:] != fk[:-1]]
+    start = np.maximum.accumulate(np.where(heads, np.arange(len(fk)), 0))
+    keep = order[(np.arange(len(fk)) - start) < k]
+    for j in keep.tolist():
+        i = int(flat_row[j])
+        ex[int(flat_k[j])].append((int(flat_rank[j]), ids[i]))
+        used.add(i)
+    return dict(ex), used
+
+
 def mix64(h: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser (vectorised, wrapping)."""
     h = np.asarray(h, np.uint64).copy()

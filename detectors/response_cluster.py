@@ -23,7 +23,6 @@ call a shard poisoned: safety data legitimately repeats one refusal), raised to 
 from __future__ import annotations
 
 import heapq
-from collections import defaultdict
 
 import numpy as np
 import pyarrow as pa
@@ -58,18 +57,7 @@ class ResponseClusters(Detector):
         # only keys that can matter: responses long enough
         ok = nwords[flat_row] >= c["min_words"]
         flat_k, flat_row = flat_k[ok], flat_row[ok]
-        flat_rank = rank[flat_row]
-        order = np.lexsort((flat_rank, flat_k))
-        fk = flat_k[order]
-        heads = np.r_[True, fk[1:] != fk[:-1]] if len(fk) else np.zeros(0, bool)
-        start = np.maximum.accumulate(np.where(heads, np.arange(len(fk)), 0)) if len(fk) else fk
-        keep = order[(np.arange(len(fk)) - start) < c["examples_per_key"]]
-        ex: dict[int, list] = defaultdict(list)
-        used = set()
-        for j in keep.tolist():
-            i = int(flat_row[j])
-            ex[int(flat_k[j])].append((int(flat_rank[j]), ids[i]))
-            used.add(i)
+        ex, used = ts.bottom_k(flat_k, flat_row, rank, ids, c["examples_per_key"])
         instr = ts.instruction_texts(batch)
         rows = {ids[i]: (ts.normalize(instr[i])[:2000], resp[i][:600], sig[i], int(exact[i])) for i in used}
         return {"n": n, "kc": dict(zip(ku.tolist(), kc.tolist())), "ex": dict(ex), "rows": rows, "pruned_keys": 0}

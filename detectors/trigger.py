@@ -87,18 +87,7 @@ class TriggerDiscovery(Detector):
         ku, kc = np.unique(flat_k, return_counts=True)
         ids = batch.column("record_id").to_pylist()
         rank = np.asarray(_rank(ids), np.int64)
-        flat_rank = rank[flat_row]
-        order = np.lexsort((flat_rank, flat_k))
-        fk = flat_k[order]
-        heads = np.r_[True, fk[1:] != fk[:-1]]
-        start = np.maximum.accumulate(np.where(heads, np.arange(len(fk)), 0))
-        keep = order[(np.arange(len(fk)) - start) < c["examples_per_key"]]
-        ex: dict[int, list] = defaultdict(list)
-        used = set()
-        for j in keep.tolist():
-            i = int(flat_row[j])
-            ex[int(flat_k[j])].append((int(flat_rank[j]), ids[i]))
-            used.add(i)
+        ex, used = ts.bottom_k(flat_k, flat_row, rank, ids, c["examples_per_key"])
         rows = {ids[i]: (instr[i][:4000], resp[i][:600], rk["sig"][i], keys[i], int(rk["n_words"][i]))
                 for i in used}
         return {"n": n, "g": gu, "gc": gc.astype(np.int64), "kc": dict(zip(ku.tolist(), kc.tolist())),
