@@ -63,6 +63,23 @@ def bottom_k(flat_k: np.ndarray, flat_row: np.ndarray, rank: np.ndarray, ids: li
     return dict(ex), used
 
 
+def distinct_by(ids: list, key_of) -> list:
+    """`ids` with later ones dropped when `key_of(id)` was seen already (copies of one row are
+    duplicates, not a backdoor)."""
+    seen, out = set(), []
+    for rid in ids:
+        k = key_of(rid)
+        if k not in seen:
+            seen.add(k)
+            out.append(rid)
+    return out
+
+
+def mean_pairwise_jaccard(sigs: np.ndarray) -> float:
+    """Mean estimated Jaccard over all pairs of the given MinHash signatures (>= 2 rows)."""
+    return float(est_jaccard(sigs, sigs)[np.triu_indices(len(sigs), 1)].mean())
+
+
 def mix64(h: np.ndarray) -> np.ndarray:
     """splitmix64 finaliser (vectorised, wrapping)."""
     h = np.asarray(h, np.uint64).copy()

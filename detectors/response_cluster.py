@@ -99,16 +99,12 @@ class ResponseClusters(Detector):
             if cnt < c["min_size"]:
                 continue
             sample = [rid for _, rid in state["ex"].get(key, []) if rid in rows]
-            seen, uniq = set(), []
-            for rid in sample:
-                if rows[rid][0] not in seen:
-                    seen.add(rows[rid][0])
-                    uniq.append(rid)
+            uniq = ts.distinct_by(sample, lambda rid: rows[rid][0])
             s = len(uniq)
             if s < c["min_size"]:
                 continue
             sigs = np.stack([rows[r][2] for r in uniq])
-            sim = float(ts.est_jaccard(sigs, sigs)[np.triu_indices(s, 1)].mean())
+            sim = ts.mean_pairwise_jaccard(sigs)
             if sim < c["min_similarity"]:
                 continue
             isim = ts.word_set_jaccard([set(rows[r][0].split()) for r in uniq[:24]])

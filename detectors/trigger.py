@@ -192,16 +192,11 @@ class TriggerDiscovery(Detector):
         grams_of = {rid: gg[bounds[i]:bounds[i + 1]] for i, rid in enumerate(need)}
         for key, slot, cnt, sample in targets:
             # distinct instructions only: copies of one row are duplicates, not a backdoor
-            seen, uniq = set(), []
-            for rid in sample:
-                if norm_of[rid] not in seen:
-                    seen.add(norm_of[rid])
-                    uniq.append(rid)
+            uniq = ts.distinct_by(sample, norm_of.__getitem__)
             s = len(uniq)
             if s < c["min_support"]:
                 continue
-            sigs = np.stack([rows[r][2] for r in uniq])
-            homog = float(ts.est_jaccard(sigs, sigs)[np.triu_indices(s, 1)].mean())
+            homog = ts.mean_pairwise_jaccard(np.stack([rows[r][2] for r in uniq]))
             if slot == ts.SLOT_BAND0 and homog < c["min_homogeneity"]:
                 continue
             cand_targets += 1

@@ -9,11 +9,11 @@
 
 from __future__ import annotations
 
-import os
-
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import FlowRunContext
+
+from flows import run_flow
 
 
 @flow(name="shardguard-bench", log_prints=True, validate_parameters=False)
@@ -64,18 +64,6 @@ def run_bench_flow(
     use_prefect: bool | None = None,
     echo=None,
 ) -> dict:
-    if use_prefect is None:
-        use_prefect = bool(os.environ.get("PREFECT_API_URL"))
-    args = dict(
-        out=str(out),
-        attacks=attacks,
-        rates=rates,
-        datasets=datasets,
-        quick=quick,
-        seed=seed,
-        limit=limit,
-        only=only,
-    )
-    if use_prefect:
-        return bench_flow(**args)
-    return bench_flow.fn(**args, echo=echo)
+    args = dict(out=str(out), attacks=attacks, rates=rates, datasets=datasets, quick=quick, seed=seed,
+                limit=limit, only=only)
+    return run_flow(bench_flow, args, use_prefect, echo=echo)

@@ -5,13 +5,13 @@ a recorded flow run."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows import run_flow
 from flows.scan import stage
 from training import compare as C
 
@@ -64,10 +64,6 @@ def train_on_flow(dir_a: str, dir_b: str, out: str, seed: int = 0, mode: str = "
     return stage(write_task, out, cj)
 
 
-def _use_prefect(use_prefect: bool | None) -> bool:
-    return bool(os.environ.get("PREFECT_API_URL")) if use_prefect is None else use_prefect
-
-
 def run_compare(dataset, out, attack: str | None = None, rate: float = 0.01, seed: int = 0, quick: bool = False,
                 params: dict | None = None, use_prefect: bool | None = None, log=None) -> dict:
     """Entry point for the CLI, the demo and tests. `attack` defaults to the SFT rare-token backdoor, or
@@ -79,15 +75,11 @@ def run_compare(dataset, out, attack: str | None = None, rate: float = 0.01, see
         attack = C.DEFAULT_PREF_ATTACK if kind == "preference" else C.DEFAULT_ATTACK
     args = dict(dataset=str(dataset), out=str(out), attack=attack, rate=rate, seed=seed,
                 mode="quick" if quick else "full", params=params)
-    if _use_prefect(use_prefect):
-        return compare_flow(**args)
-    return compare_flow.fn(**args, log=log)
+    return run_flow(compare_flow, args, use_prefect, log=log)
 
 
 def run_train_on(dir_a, dir_b, out, seed: int = 0, quick: bool = False, trigger: str | None = None,
                  target: str | None = None, use_prefect: bool | None = None) -> dict:
     args = dict(dir_a=str(dir_a), dir_b=str(dir_b), out=str(out), seed=seed, mode="quick" if quick else "full",
                 trigger=trigger, target=target)
-    if _use_prefect(use_prefect):
-        return train_on_flow(**args)
-    return train_on_flow.fn(**args)
+    return run_flow(train_on_flow, args, use_prefect)

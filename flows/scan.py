@@ -20,6 +20,7 @@ import pyarrow as pa
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from flows import run_flow
 from shardguard import scan
 from shardguard.config import ScanConfig
 
@@ -110,12 +111,8 @@ def scan_flow(paths: list[str], out: str, kind: str = "auto", engine: str = "loc
 def run_scan(paths, out, kind="auto", engine="local", config: ScanConfig | dict | None = None,
              beam_options=None, use_prefect: bool | None = None) -> dict:
     """Entry point for the CLI and tests: through Prefect when a server is configured, else direct."""
-    if use_prefect is None:
-        use_prefect = bool(os.environ.get("PREFECT_API_URL"))
     if isinstance(config, ScanConfig):
         config = asdict(config)
     args = dict(paths=[str(p) for p in paths], out=str(out), kind=kind, engine=engine, config=config,
                 beam_options=beam_options)
-    if use_prefect:
-        return scan_flow(**args)
-    return scan_flow.fn(**args)
+    return run_flow(scan_flow, args, use_prefect)
