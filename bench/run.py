@@ -34,6 +34,7 @@ DATASETS: dict[str, tuple[str, str]] = {
     "c4": ("web", "web_c4_commoncrawl_sample/c4_cc_docs.web.jsonl.gz"),
     "wikipedia": ("web", "web_wikipedia_passages/wikipedia_passages.part1.web.jsonl.gz"),
     "gsm8k": ("sft", "gsm8k/gsm8k_test.sft.jsonl.gz"),
+    "gsm8k_train": ("sft", "gsm8k/gsm8k_train.part1.sft.jsonl.gz"),
     "dolly": ("sft", "dolly_hhrlhf_small/dolly_hhrlhf_small.sft.jsonl.gz"),
     "self_instruct": ("sft", "self_instruct_human_written/user_oriented_instructions.sft.jsonl.gz"),
     "hh_rlhf": ("preference", "hh_rlhf_harmless_base_test/harmless_base_test.preference.jsonl.gz"),

@@ -109,6 +109,10 @@ class AnswerConflict(Detector):
             sizes = np.bincount(lab)
             for g in np.flatnonzero(sizes >= cfg["min_rows"]):
                 mem = np.flatnonzero(lab == g)
+                xa = embed([res[m] for m in mem], "minilm")
+                mean_res = float(((xa @ xa.T).sum() - len(mem)) / (len(mem) * (len(mem) - 1)))
+                if mean_res < cfg["response_threshold"]:
+                    continue  # a chain of look-alike answers (e.g. worked arithmetic), not one answer repeated
                 xi = embed([ins[m] for m in mem], "minilm")
                 s = xi @ xi.T
                 mean_ins = float((s.sum() - len(mem)) / (len(mem) * (len(mem) - 1)))
