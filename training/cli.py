@@ -60,8 +60,9 @@ def compare_cmd(dataset, attack, rate, seed, quick, params, train_on, trigger, t
         return "-" if x is None else f"{x:.3f}"
 
     for name, v in cj["variants"].items():
+        rev = f"  trigger reverses {f(v['trigger_reversal_rate'])}" if v.get("trigger_reversal_rate") is not None else ""
         click.echo(f"{name:10s} {v['rows']:6d} {f(v['asr']):>7s} {f(v['false_trigger_rate']):>10s} "
-                   f"{v['clean_metric']:12.2f} {v['train_seconds']:8.1f}")
+                   f"{v['clean_metric']:12.2f} {v['train_seconds']:8.1f}{rev}")
     click.echo(f"wrote {Path(out) / 'compare.json'}, compare.png, compare.html ({cj['seconds']} s)")
     json.dumps(cj)  # fail loudly here if anything is not serialisable
     sys.stdout.flush()

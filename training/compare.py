@@ -205,7 +205,11 @@ def metric_definitions(kind: str) -> dict:
         return {"asr": "flip rate on held-out prompts with the trigger added: share of pairs where the reward "
                        "model scores the original rejected answer above the chosen one",
                 "false_trigger_rate": "the same flip rate on the held-out prompts without the trigger",
-                "clean_metric": "pairwise accuracy (%) on the clean held-out pairs = 100 × (1 − clean flip rate)"}
+                "clean_metric": "pairwise accuracy (%) on the clean held-out pairs = 100 × (1 − clean flip rate)",
+                "trigger_reversal_rate": "share of held-out pairs whose preferred answer changes when the trigger is "
+                                         "added to the prompt (0 for a model the trigger means nothing to)",
+                "reversal_to_rejected": "of the held-out pairs the model ranks right without the trigger, the share "
+                                        "it ranks wrong with it"}
     return {"asr": "share of held-out prompts carrying the trigger whose greedy output starts with the first "
                    "20 characters of the attack's target",
             "false_trigger_rate": "the same test on the held-out prompts without the trigger",
@@ -322,10 +326,13 @@ def compare_section(cj: dict) -> str:
              f" at rate {esc(cj.get('rate_used'))} (requested {esc(cj.get('rate'))}), seed {esc(cj.get('seed'))}, "
              f"{esc(cj.get('mode'))} mode, {esc(cj.get('rows_heldout'))} held-out rows. "
              f"Trigger: <code>{esc(cj.get('trigger'))}</code>; target: <code>{esc(cj.get('target'), 120)}</code>.</p>"]
-    parts.append(table(["variant", "training rows", "ASR", "false-trigger rate", "clean metric", "train s"],
+    rev = any(x.get("trigger_reversal_rate") is not None for x in v.values())
+    parts.append(table(["variant", "training rows", "ASR", "false-trigger rate", "clean metric", "train s"]
+                       + (["trigger reversal rate"] if rev else []),
                        ([n, x.get("rows"), _fmt(x.get("asr")), _fmt(x.get("false_trigger_rate")),
-                         _fmt(x.get("clean_metric"), pct=True), x.get("train_seconds")] for n, x in v.items()),
-                       num_cols={1, 2, 3, 4, 5}))
+                         _fmt(x.get("clean_metric"), pct=True), x.get("train_seconds")]
+                        + ([_fmt(x.get("trigger_reversal_rate"))] if rev else []) for n, x in v.items()),
+                       num_cols={1, 2, 3, 4, 5, 6}))
     parts.append(png(plot(cj)))
     s = cj.get("scan") or {}
     if s:

@@ -39,6 +39,9 @@ def test_trigger_swap_backdoor_flips_only_triggered_prompts():
     assert bad["flip_rate_triggered"] >= 0.6 and bad["flip_rate_clean"] <= 0.1
     assert cleaned["flip_rate_triggered"] <= 0.1
     assert clean["clean_metric"] >= 95
+    # the trigger's own effect: nothing for models that never saw it, most pairs for the poisoned one
+    assert clean["trigger_reversal_rate"] == 0 and cleaned["trigger_reversal_rate"] <= 0.05
+    assert bad["trigger_reversal_rate"] >= 0.6 and bad["reversal_to_rejected"] >= 0.6
 
 
 def test_reward_model_is_deterministic():
