@@ -6,7 +6,9 @@ Two signals, both found by embedding (static fast path for candidates, MiniLM to
   reworded, to many *different* instructions. Responses are clustered (faiss range search at
   `static_threshold`, confirmed at MiniLM cosine >= `response_threshold`, connected components);
   a cluster of >= `min_rows` rows whose instructions are not themselves near-duplicates (mean
-  pairwise MiniLM cosine < `instruction_threshold`) is flagged. Genuine datasets answer different
+  pairwise MiniLM cosine < `instruction_threshold`) is flagged, if its answers are one answer: mean
+  pairwise MiniLM cosine >= `response_threshold` (not a chain of look-alikes) and, where they state
+  numbers, mostly the same numbers (worked solutions to different problems look alike). Genuine datasets answer different
   questions differently.
 * **conflicting answers** (`quality`, or `poison` when one side is a repeated answer): near-identical
   instructions (MiniLM cosine >= `instruction_threshold`) whose responses disagree (MiniLM cosine
@@ -14,6 +16,8 @@ Two signals, both found by embedding (static fast path for candidates, MiniLM to
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -45,6 +49,20 @@ def by_seq(state: dict) -> dict:
     out = {k: [state[k][i] for i in order] for k in ('shard', 'record_id', 'ins', 'res')}
     out.update({k: state[k][order] for k in ('row', 'vi', 'vr', 'seq')})
     return out
+
+
+_NUM = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def _different_quantities(texts: list[str]) -> bool:
+    """True when most answers state numbers and they state different ones (mean pairwise Jaccard of
+    their number sets < 0.5): worked solutions to different problems look alike to an embedding,
+    but one repeated answer states the same quantities."""
+    sets = [set(_NUM.findall(t)) for t in texts]
+    if sum(bool(x) for x in sets) * 2 < len(sets):
+        return False
+    jac = [len(a & b) / len(a | b) if a | b else 1.0 for k, a in enumerate(sets) for b in sets[k + 1:]]
+    return bool(jac) and sum(jac) / len(jac) < 0.5
 
 
 class AnswerConflict(Detector):
@@ -111,8 +129,8 @@ class AnswerConflict(Detector):
                 mem = np.flatnonzero(lab == g)
                 xa = embed([res[m] for m in mem], "minilm")
                 mean_res = float(((xa @ xa.T).sum() - len(mem)) / (len(mem) * (len(mem) - 1)))
-                if mean_res < cfg["response_threshold"]:
-                    continue  # a chain of look-alike answers (e.g. worked arithmetic), not one answer repeated
+                if mean_res < cfg["response_threshold"] or _different_quantities([res[m] for m in mem]):
+                    continue  # look-alike answers (e.g. worked arithmetic), not one answer repeated
                 xi = embed([ins[m] for m in mem], "minilm")
                 s = xi @ xi.T
                 mean_ins = float((s.sum() - len(mem)) / (len(mem) * (len(mem) - 1)))
