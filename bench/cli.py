@@ -32,7 +32,7 @@ def _rates(v: str | None) -> list[float] | None:
 @click.option("--rates", help="Comma-separated rates (default 0.001,0.003,0.005,0.01,0.03,0.05).")
 @click.option(
     "--datasets",
-    help="Comma-separated datasets: c4, wikipedia, gsm8k, dolly, self_instruct, hh_rlhf, "
+    help="Comma-separated datasets: c4, wikipedia, gsm8k, gsm8k_train, dolly, self_instruct, hh_rlhf, "
     "dpo_demo (default: all but self_instruct).",
 )
 @click.option("--detectors", "only", help="Comma-separated detectors to run (default: all enabled).")
