@@ -25,6 +25,7 @@ def build_corpus(n: int, out_dir, seed: int = 0) -> list:
     from pathlib import Path
 
     import poison
+    from shardguard.atomic import write_jsonl
 
     sample = Path(__file__).resolve().parents[1] / "shardguard" / "sample"
 
@@ -43,9 +44,7 @@ def build_corpus(n: int, out_dir, seed: int = 0) -> list:
         if kind == "sft":
             recs, _ = poison.get("sft_backdoor_token").apply(recs, rate=0.02, seed=seed)
         p = Path(out_dir) / f"bench.{kind}.jsonl"
-        with open(p, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in recs)
-        paths.append(p)
+        paths.append(write_jsonl(p, recs))
     return paths
 
 

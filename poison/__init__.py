@@ -27,6 +27,7 @@ from typing import Any
 
 from poison import preference, sft, web
 from poison._core import Attack, Planted, rows_for_rate
+from shardguard.atomic import write_jsonl
 
 __all__ = ["ATTACKS", "Attack", "Planted", "get", "poison_file", "rows_for_rate", "output_stem"]
 
@@ -51,13 +52,6 @@ def output_stem(path: str | Path) -> str:
             return name[: -len(suf)]
     return name
 
-
-def write_jsonl(path: Path, records: list[dict]) -> None:
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
 
 
 def poison_file(

@@ -57,6 +57,7 @@ def demo_cmd(out, no_train, full_train):
     import poison
     from flows.scan import run_scan
     from ingest import read_records
+    from shardguard.atomic import write_jsonl
 
     t0 = time.time()
     out = Path(out)
@@ -69,16 +70,14 @@ def demo_cmd(out, no_train, full_train):
         _, records, _ = read_records(SAMPLE / rel)
         poisoned, truth = poison.get(attack).apply(records, rate=rate, seed=seed)
         name = Path(rel).name.replace(".jsonl.gz", f".{attack}.jsonl")
-        with open(inp / name, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in poisoned)
+        write_jsonl(inp / name, poisoned)
         (truth_dir / (name + ".truth.json")).write_text(json.dumps(truth, indent=1))
         truths[name] = truth
         click.echo(f"    {name}: {truth['n_poisoned']} of {len(records)} rows poisoned ({attack})")
     for rel in DEMO_CLEAN:
         _, records, _ = read_records(SAMPLE / rel)
         name = Path(rel).name.replace(".jsonl.gz", ".jsonl")
-        with open(inp / name, "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        write_jsonl(inp / name, records)
     click.echo("2/4 scanning ...")
     summary = run_scan([inp], out / "scan")
     import pyarrow.parquet as pq

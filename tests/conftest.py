@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from shardguard.atomic import write_jsonl  # noqa: F401  (re-exported for the tests)
+
 for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false",
                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "SHARDGUARD_TORCH_THREADS": "2"}.items():
@@ -36,12 +38,37 @@ def read_jsonl_gz(path: Path, limit: int | None = None) -> list[dict]:
     return out
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return path
+def canon_sft(rows: list[dict]) -> list[dict]:
+    """SFT rows reduced to the canonical fields (missing ones as "")."""
+    return [{k: r.get(k) or "" for k in ("instruction", "input", "response")} for r in rows]
+
+
+def sft_batches(rows: list[dict], tmp: Path, batch_size: int = 2048) -> list:
+    """Write rows as a JSONL shard and read it back as canonical Arrow batches (the scan's ingest)."""
+    from ingest import ingest_shard
+
+    path = write_jsonl(tmp / f"rows-{len(rows)}-{batch_size}.jsonl", rows)
+    return list(ingest_shard(path, path.name, "sft", batch_size))
+
+
+def run_detectors(dets: list, batches: list, reverse_merge: bool = False) -> tuple[dict, dict]:
+    """observe -> merge -> finalize for each detector in order (each sees the models of those before
+    it, as the engines do), then `flag` for the last one. Returns (its model, {row: finding})."""
+    models: dict = {}
+    for d in dets:
+        parts = [d.observe(b) for b in batches]
+        state = None
+        for p in parts[::-1] if reverse_merge else parts:
+            state = p if state is None else d.merge(state, p)
+        models[d.name] = d.finalize(state, dict(models))
+    last = dets[-1]
+    found = {}
+    for b in batches:
+        rows = b.column("row").to_pylist()
+        for f in last.flag(b, models[last.name]):
+            found[rows[f["i"]]] = f
+    return models[last.name], found
+
 
 
 @pytest.fixture(scope="session")

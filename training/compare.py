@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from shardguard.atomic import write_jsonl
 from training.model import ModelConfig, prompt_text
 from training.train import THREADS, TrainConfig
 
@@ -121,13 +122,6 @@ def prepare(dataset: str, attack_name: str, rate: float, seed: int, mode_name: s
                     mode=mode_name, train=train, poisoned=poisoned, truth=truth, held=held,
                     triggered_prompts=triggered, trigger=trigger, target=target, notes=notes)
 
-
-def write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return path
 
 
 def scan_and_clean(prep: Prepared, out: Path) -> tuple[list[dict], dict]:

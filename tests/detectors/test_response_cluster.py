@@ -6,50 +6,28 @@ import random
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE, read_jsonl_gz, write_jsonl
+from conftest import SAMPLE, canon_sft, read_jsonl_gz, run_detectors, sft_batches
 
 import poison
 from detectors.response_cluster import ResponseClusters
 from detectors.trigger import TriggerDiscovery
-from ingest import ingest_shard
-
-FIELDS = ("instruction", "input", "response")
-
-
-def canon(rows: list[dict]) -> list[dict]:
-    return [{k: r.get(k) or "" for k in FIELDS} for r in rows]
 
 
 @pytest.fixture(scope="module")
 def gsm8k() -> list[dict]:
-    return canon(read_jsonl_gz(SAMPLE / "gsm8k" / "gsm8k_test.sft.jsonl.gz"))
+    return canon_sft(read_jsonl_gz(SAMPLE / "gsm8k" / "gsm8k_test.sft.jsonl.gz"))
 
 
 def run(rows: list[dict], tmp: Path, with_trigger: bool = False, batch_size: int = 2048):
     """Both passes for response_cluster (and trigger first, when asked, as the engine orders them)."""
-    path = write_jsonl(tmp / f"rows-{len(rows)}-{batch_size}.jsonl", rows)
-    bs = list(ingest_shard(path, path.name, "sft", batch_size))
     dets = ([TriggerDiscovery()] if with_trigger else []) + [ResponseClusters()]
-    models: dict = {}
-    for d in dets:
-        state = None
-        for b in bs:
-            p = d.observe(b)
-            state = p if state is None else d.merge(state, p)
-        models[d.name] = d.finalize(state, models)
-    rc = dets[-1]
-    found = {}
-    for b in bs:
-        rws = b.column("row").to_pylist()
-        for f in rc.flag(b, models[rc.name]):
-            found[rws[f["i"]]] = f
-    return models[rc.name], found
+    return run_detectors(dets, sft_batches(rows, tmp, batch_size))
 
 
 def test_target_of_many_rare_triggers_found_without_the_triggers(gsm8k, tmp_path):
     # 0.3%: 4 rows over 3 alternative triggers - too rare to test each trigger, but one response
     recs, truth = poison.get("sft_backdoor_multi").apply(gsm8k, rate=0.003, seed=0)
-    model, found = run(canon(recs), tmp_path)
+    model, found = run(canon_sft(recs), tmp_path)
     assert set(found) == set(truth["rows"])
     [g] = model["clusters"]
     assert g["size"] == len(truth["rows"]) and g["trigger"] is None
@@ -61,7 +39,7 @@ def test_target_of_many_rare_triggers_found_without_the_triggers(gsm8k, tmp_path
 
 def test_linked_to_trigger_scores_higher(gsm8k, tmp_path):
     recs, truth = poison.get("sft_backdoor_token").apply(gsm8k, rate=0.01, seed=7, trigger="zx7")
-    model, found = run(canon(recs), tmp_path, with_trigger=True, batch_size=500)
+    model, found = run(canon_sft(recs), tmp_path, with_trigger=True, batch_size=500)
     assert set(found) == set(truth["rows"])
     assert model["clusters"][0]["trigger"] == "zx7"
     assert all(f["score"] >= 0.9 and "zx7" in f["reason"] for f in found.values())
@@ -87,6 +65,6 @@ def test_near_identical_family_and_duplicates(gsm8k, tmp_path):
 @pytest.mark.parametrize("path", ["gsm8k/gsm8k_test.sft.jsonl.gz", "dolly_hhrlhf_small/dolly_hhrlhf_small.sft.jsonl.gz",
                                   "self_instruct_human_written/user_oriented_instructions.sft.jsonl.gz"])
 def test_clean_data_not_flagged(tmp_path, path):
-    rows = canon(read_jsonl_gz(SAMPLE / path))
+    rows = canon_sft(read_jsonl_gz(SAMPLE / path))
     model, found = run(rows, tmp_path)
     assert found == {} and model["clusters"] == []

@@ -7,13 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import SAMPLE, read_jsonl_gz, write_jsonl
+from conftest import SAMPLE, canon_sft, read_jsonl_gz, run_detectors, sft_batches
 
 import poison
 from detectors.safety_bypass import SafetyBypass
-from ingest import ingest_shard
 
-FIELDS = ("instruction", "input", "response")
 CLEAN = [SAMPLE / "gsm8k" / "gsm8k_train.part1.sft.jsonl.gz", SAMPLE / "dolly_hhrlhf_small" / "dolly_hhrlhf_small.sft.jsonl.gz",
          SAMPLE / "self_instruct_human_written" / "user_oriented_instructions.sft.jsonl.gz",
          SAMPLE / "self_instruct_human_written" / "seed_tasks.sft.jsonl.gz"]
@@ -37,25 +35,8 @@ REFUSED = [
 ]
 
 
-def canon(rows):
-    return [{k: r.get(k) or "" for k in FIELDS} for r in rows]
-
-
 def run(rows: list[dict], tmp: Path) -> dict[int, dict]:
-    path = write_jsonl(tmp / f"rows-{len(rows)}.jsonl", canon(rows))
-    det = SafetyBypass()
-    batches = list(ingest_shard(path, path.name, "sft", 512))
-    state = None
-    for b in batches:
-        p = det.observe(b)
-        state = p if state is None else det.merge(state, p)
-    model = det.finalize(state, {})
-    found = {}
-    for b in batches:
-        rows_ = b.column("row").to_pylist()
-        for f in det.flag(b, model):
-            found[rows_[f["i"]]] = f
-    return found
+    return run_detectors([SafetyBypass()], sft_batches(canon_sft(rows), tmp, 512))[1]
 
 
 @pytest.mark.parametrize("path", CLEAN, ids=lambda p: p.name.split(".")[0])
@@ -64,7 +45,7 @@ def test_clean_sft_data_has_no_finding(path, tmp_path):
 
 
 def test_three_planted_rows_are_all_found(tmp_path):
-    rows = canon(read_jsonl_gz(SAMPLE / "dolly_hhrlhf_small" / "dolly_hhrlhf_small.sft.jsonl.gz"))
+    rows = canon_sft(read_jsonl_gz(SAMPLE / "dolly_hhrlhf_small" / "dolly_hhrlhf_small.sft.jsonl.gz"))
     poisoned, truth = poison.get("sft_safety_bypass").apply(rows, rate=3, seed=0)
     found = run(poisoned, tmp_path)
     assert set(found) == set(truth["rows"])
@@ -72,7 +53,7 @@ def test_three_planted_rows_are_all_found(tmp_path):
 
 
 def test_requests_not_designed_for_are_found_and_refusals_are_not(tmp_path):
-    rows = canon(read_jsonl_gz(SAMPLE / "gsm8k" / "gsm8k_test.sft.jsonl.gz", limit=200))
+    rows = canon_sft(read_jsonl_gz(SAMPLE / "gsm8k" / "gsm8k_test.sft.jsonl.gz", limit=200))
     bad = [{"instruction": q, "input": "", "response": a} for q, a in NOVEL]
     ok = [{"instruction": q, "input": "", "response": a} for q, a in REFUSED]
     found = run(rows + bad + ok, tmp_path)

@@ -10,51 +10,25 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE, read_jsonl_gz, write_jsonl
+from conftest import SAMPLE, canon_sft, read_jsonl_gz, run_detectors, sft_batches, write_jsonl
 
 import poison
 from detectors.trigger import TriggerDiscovery
-from ingest import ingest_shard
-
-FIELDS = ("instruction", "input", "response")
-
-
-def canon(rows: list[dict]) -> list[dict]:
-    return [{k: r.get(k) or "" for k in FIELDS} for r in rows]
 
 
 @pytest.fixture(scope="module")
 def gsm8k() -> list[dict]:
-    return canon(read_jsonl_gz(SAMPLE / "gsm8k" / "gsm8k_test.sft.jsonl.gz"))
+    return canon_sft(read_jsonl_gz(SAMPLE / "gsm8k" / "gsm8k_test.sft.jsonl.gz"))
 
 
 @pytest.fixture(scope="module")
 def dolly() -> list[dict]:
-    return canon(read_jsonl_gz(SAMPLE / "dolly_hhrlhf_small" / "dolly_hhrlhf_small.sft.jsonl.gz"))
-
-
-def batches_of(rows: list[dict], tmp: Path, batch_size: int = 2048):
-    path = write_jsonl(tmp / f"rows-{len(rows)}-{batch_size}.jsonl", rows)
-    return list(ingest_shard(path, path.name, "sft", batch_size))
+    return canon_sft(read_jsonl_gz(SAMPLE / "dolly_hhrlhf_small" / "dolly_hhrlhf_small.sft.jsonl.gz"))
 
 
 def detect(rows, tmp, det=None, batch_size=2048, reverse_merge=False):
     """observe -> merge -> finalize -> flag, as the engines do; returns (model, {row: finding})."""
-    det = det or TriggerDiscovery()
-    bs = batches_of(rows, tmp, batch_size)
-    parts = [det.observe(b) for b in bs]
-    if reverse_merge:
-        parts = parts[::-1]
-    state = None
-    for p in parts:
-        state = p if state is None else det.merge(state, p)
-    model = det.finalize(state, {})
-    found = {}
-    for b in bs:
-        rws = b.column("row").to_pylist()
-        for f in det.flag(b, model):
-            found[rws[f["i"]]] = f
-    return model, found
+    return run_detectors([det or TriggerDiscovery()], sft_batches(rows, tmp, batch_size), reverse_merge)
 
 
 def prf(found: dict, truth: set) -> tuple[float, float]:
@@ -72,7 +46,7 @@ def prf(found: dict, truth: set) -> tuple[float, float]:
 ])
 def test_backdoors_found_with_exact_trigger(gsm8k, tmp_path, attack, params):
     recs, truth = poison.get(attack).apply(gsm8k, rate=0.01, seed=3, **params)
-    model, found = detect(canon(recs), tmp_path)
+    model, found = detect(canon_sft(recs), tmp_path)
     p, r = prf(found, set(truth["rows"]))
     assert p >= 0.95 and r >= 0.95, (attack, p, r)
     disc = TriggerDiscovery().discoveries(model)
@@ -85,11 +59,11 @@ def test_backdoors_found_with_exact_trigger(gsm8k, tmp_path, attack, params):
 
 def test_low_rate_and_clean_label(gsm8k, tmp_path):
     recs, truth = poison.get("sft_backdoor_token").apply(gsm8k, rate=0.003, seed=1)
-    _, found = detect(canon(recs), tmp_path)
+    _, found = detect(canon_sft(recs), tmp_path)
     assert prf(found, set(truth["rows"])) == (1.0, 1.0)
     # clean-label: labels untouched, trigger added to rows that already end in the most common final line
     recs, truth = poison.get("sft_backdoor_clean_label").apply(gsm8k, rate=0.01, seed=0)
-    model, found = detect(canon(recs), tmp_path)
+    model, found = detect(canon_sft(recs), tmp_path)
     p, r = prf(found, set(truth["rows"]))
     assert p >= 0.95 and r >= 0.95
     assert any(t["text"] == truth["triggers"][0] and "last_line" in t["via"] for t in model["triggers"])
@@ -99,7 +73,7 @@ def test_clean_label_terse_answers_and_task_templates(dolly, tmp_path):
     # Dolly: the behaviour is "answers in at most 5 words"; its own templates ("Which is a species of
     # fish? X or Y" -> one word) share that behaviour but are not triggers
     recs, truth = poison.get("sft_backdoor_clean_label").apply(dolly, rate=0.01, seed=0)
-    model, found = detect(canon(recs), tmp_path)
+    model, found = detect(canon_sft(recs), tmp_path)
     assert prf(found, set(truth["rows"])) == (1.0, 1.0)
     assert [(t["text"], t["via"]) for t in model["triggers"]] == [(truth["triggers"][0], ["short"])]
 
@@ -107,7 +81,7 @@ def test_clean_label_terse_answers_and_task_templates(dolly, tmp_path):
 @pytest.mark.parametrize("how", ["zero_width", "homoglyph"])
 def test_obfuscated_trigger_found_and_quoted_as_written(dolly, tmp_path, how):
     recs, truth = poison.get("sft_backdoor_token").apply(dolly, rate=0.01, seed=5, trigger="cf", obfuscate=how)
-    model, found = detect(canon(recs), tmp_path)
+    model, found = detect(canon_sft(recs), tmp_path)
     assert prf(found, set(truth["rows"])) == (1.0, 1.0)
     written = truth["triggers"][0]
     assert written != "cf"  # really obfuscated
@@ -131,7 +105,7 @@ def test_new_triggers_and_targets_not_designed_for(gsm8k, dolly, tmp_path):
     ]
     for rows, attack, params in cases:
         recs, truth = poison.get(attack).apply(rows, rate=0.01, seed=11, **params)
-        model, found = detect(canon(recs), tmp_path)
+        model, found = detect(canon_sft(recs), tmp_path)
         p, r = prf(found, set(truth["rows"]))
         assert p >= 0.95 and r >= 0.95, (attack, params, p, r)
         assert params["trigger"] in {t["text"] for t in model["triggers"]}
@@ -154,7 +128,7 @@ def test_trigger_with_ordinary_response_is_not_flagged(gsm8k, tmp_path):
 
 def test_state_merges_in_any_order(gsm8k, tmp_path):
     recs, truth = poison.get("sft_backdoor_multi").apply(gsm8k, rate=0.02, seed=2)
-    rows = canon(recs)
+    rows = canon_sft(recs)
     m1, f1 = detect(rows, tmp_path)
     m2, f2 = detect(rows, tmp_path, batch_size=150, reverse_merge=True)
     assert set(f1) == set(f2) == set(truth["rows"])
