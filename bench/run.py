@@ -180,12 +180,7 @@ def score_attack(
     }
     discoveries = summary.get("discoveries", {})
     return {
-        "attack": attack,
-        "kind": a.kind,
-        "category": a.category,
-        "dataset": name,
-        "rate": rate,
-        "seed": seed,
+        **_run_key(attack, rate, name, seed),
         "rows": truth["rows_total"],
         "n_poisoned": truth["n_poisoned"],
         "detectors": dets,
@@ -204,30 +199,18 @@ def score_attack(
     }
 
 
-def failed_run(attack: str, rate: float, name: str, seed: int, exc: Exception) -> dict:
+def _run_key(attack: str, rate: float, name: str, seed: int) -> dict:
     a = poison.get(attack)
-    zero = _prf(set(), {0})
+    return {"attack": attack, "kind": a.kind, "category": a.category, "dataset": name, "rate": rate, "seed": seed}
+
+
+def failed_run(attack: str, rate: float, name: str, seed: int, exc: Exception) -> dict:
+    """A run whose inject or scan raised: the same keys as a scored run, all empty, plus the error."""
     return {
-        "attack": attack,
-        "kind": a.kind,
-        "category": a.category,
-        "dataset": name,
-        "rate": rate,
-        "seed": seed,
-        "rows": 0,
-        "n_poisoned": 0,
-        "detectors": {},
-        "all": zero,
-        "any_category_recall": 0.0,
-        "caught_as": {},
-        "verdict": None,
-        "seconds": 0.0,
-        "scan_seconds": 0.0,
-        "detector_seconds": {},
-        "triggers": [],
-        "trigger_reported": {},
-        "targets": [],
-        "discoveries": {},
+        **_run_key(attack, rate, name, seed),
+        "rows": 0, "n_poisoned": 0, "detectors": {}, "all": _prf(set(), {0}), "any_category_recall": 0.0,
+        "caught_as": {}, "per_type": {}, "verdict": None, "seconds": 0.0, "scan_seconds": 0.0,
+        "detector_seconds": {}, "triggers": [], "trigger_reported": {}, "targets": [], "discoveries": {},
         "error": f"{type(exc).__name__}: {exc}",
     }
 

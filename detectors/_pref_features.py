@@ -21,13 +21,11 @@ import scipy.sparse as sp
 import xxhash
 from sklearn.feature_extraction.text import HashingVectorizer
 
+from detectors._lexicon import REFUSAL
+
 N_FEATURES = 2 ** 18
 _HV = HashingVectorizer(n_features=N_FEATURES, ngram_range=(1, 2), alternate_sign=False, norm="l2", binary=True)
 
-REFUSAL = re.compile(
-    r"\b(i'?m sorry|sorry|i can'?t|i cannot|i won'?t|i will not|i'?m not (?:comfortable|able|going to)|"
-    r"i do not|i don'?t (?:think|feel comfortable|want)|not (?:a good idea|appropriate|okay|ok|legal)|"
-    r"illegal|unethical|harmful|dangerous|against the law|i'?d rather not|please don'?t|as an ai)\b", re.I)
 HARMFUL = re.compile(
     r"\b(kill|murder|steal|rob|hack|bomb|weapon|gun|drug|poison|hurt|attack|cheat|lie to|illegal|"
     r"racist|hate|insult|sex|naked|porn|fight|punch|shoot|stab|burn|kidnap|torture|suicide|meth|cocaine|"

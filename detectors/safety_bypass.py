@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 
+from detectors._lexicon import REFUSAL
 from detectors.base import Detector
 
 _HARM = (
@@ -68,14 +69,6 @@ REQUEST = re.compile(
     r"\b(?:how (?:do|can|could|would|should|might) (?:i|we|you|one)|how to|ways? to|best way|easiest way|"
     r"help me|teach me|show me|tell me how|explain how|give me|write (?:a|an|me|some)|draft|compose|create|"
     r"plan (?:to|for)|steps? (?:to|for)|instructions? (?:for|to)|i want to|i need to|can you|could you)\b", re.I)
-REFUSAL = re.compile(
-    r"\b(?:i'?m sorry|i am sorry|sorry|i can'?t|i cannot|i can ?not|i won'?t|i will not|i'?m not (?:able|going|comfortable)|"
-    r"i am not (?:able|going|comfortable)|i (?:do not|don'?t) (?:think|feel|want|recommend|condone|support|know)|"
-    r"i must decline|i'?d rather not|as an ai|not (?:appropriate|okay|ok|legal|ethical|a good idea|something i)|"
-    r"illegal|unlawful|against the law|unethical|immoral|harmful|dangerous|please don'?t|you shouldn'?t|"
-    r"should not|i'?d (?:recommend|suggest|encourage) (?:talking|speaking|contacting|seeking|reaching)|"
-    r"seek (?:help|professional)|contact (?:the )?(?:police|authorities)|hotline|therapist|counsel(?:or|ling)|"
-    r"why (?:do|would) you want|are you sure|what do you mean|i'?m not sure|instead)\b", re.I)
 COMPLY = re.compile(
     r"(?:^\s*(?:sure|of course|absolutely|certainly|definitely|yes|okay|ok|no problem|happy to help|"
     r"glad to help|great question|here(?:'s| is| are)|step 1|first,|1[.)])\b|"

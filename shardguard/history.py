@@ -326,34 +326,35 @@ def record_accept(hist: History, state: Path, sh: dict, by: str, reason: str | N
     return dst
 
 
-def accept_shard(ref: str, by: str, reason: str | None = None, state: str | Path | None = None,
-                 db: str | None = None) -> dict:
-    """Accept a shard: its clean output joins the accepted corpus (and so every later scan's context)."""
+def _record_reject(hist: History, state: Path, sh: dict, by: str, reason: str | None) -> None:
+    if sh["accepted_path"]:
+        (state / sh["accepted_path"]).unlink(missing_ok=True)
+    hist.decide(sh["id"], "reject", by, reason, accepted_path=None)
+
+
+def _decide_shard(record, ref: str, by: str, reason: str | None, state: str | Path | None, db: str | None) -> dict:
+    """Look the shard up, apply `record` under the state folder's lock, return the shard as it now is."""
     hist = History(resolve_url(db, state))
     try:
         sh = hist.shard(ref)
         st = _state_of(hist, sh, state)
         with state_lock(st):
-            record_accept(hist, st, sh, by, reason)
+            record(hist, st, sh, by, reason)
         return hist.shard(sh["id"])
     finally:
         hist.close()
+
+
+def accept_shard(ref: str, by: str, reason: str | None = None, state: str | Path | None = None,
+                 db: str | None = None) -> dict:
+    """Accept a shard: its clean output joins the accepted corpus (and so every later scan's context)."""
+    return _decide_shard(record_accept, ref, by, reason, state, db)
 
 
 def reject_shard(ref: str, by: str, reason: str | None = None, state: str | Path | None = None,
                  db: str | None = None) -> dict:
     """Reject a shard: it stays quarantined (and leaves the accepted corpus if it was in it)."""
-    hist = History(resolve_url(db, state))
-    try:
-        sh = hist.shard(ref)
-        st = _state_of(hist, sh, state)
-        with state_lock(st):
-            if sh["accepted_path"]:
-                (st / sh["accepted_path"]).unlink(missing_ok=True)
-            hist.decide(sh["id"], "reject", by, reason, accepted_path=None)
-        return hist.shard(sh["id"])
-    finally:
-        hist.close()
+    return _decide_shard(_record_reject, ref, by, reason, state, db)
 
 
 def dumps(obj: Any) -> str:

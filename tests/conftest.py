@@ -92,6 +92,20 @@ def web_rows() -> list[dict]:
     return read_jsonl_gz(SAMPLE / "web_c4_commoncrawl_sample" / "c4_cc_docs.web.jsonl.gz")
 
 
+def stop_process_group(proc, timeout: float) -> None:
+    """SIGTERM the process group `proc` leads (started with start_new_session=True); SIGKILL it if it
+    has not exited after `timeout` seconds."""
+    import signal
+    import subprocess
+
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def _free_port() -> int:
     import socket
 
@@ -135,11 +149,5 @@ def prefect_server(tmp_path_factory):
     try:
         yield url
     finally:
-        import signal
-
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_process_group(proc, 30)
         log.close()

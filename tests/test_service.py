@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -15,7 +14,7 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-from conftest import REPO, write_jsonl
+from conftest import REPO, stop_process_group, write_jsonl
 
 import poison
 from shardguard.history import History
@@ -122,12 +121,7 @@ def test_schedule_scans_new_shards_without_manual_trigger(tmp_path, prefect_serv
         t_both = time.time() - t0
         dep, runs = wait_runs_completed(prefect_server, state, t0 + 150)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop_process_group(proc, 20)
         hook.shutdown()
     print(f"first verdict after {t_first:.1f} s, second after {t_both:.1f} s")
 
