@@ -119,15 +119,17 @@ class AnswerConflict(Detector):
         long_enough = np.array([len(r.split()) >= cfg["min_response_words"] for r in res], bool)
         xr = unit(state["vr"][u])
         xr[~long_enough] = 0.0
-        i, j, _, nodes, _ = _pairs_confirmed(xr, res, cfg["static_threshold"], cfg["response_threshold"],
-                                             cfg["index"], cfg["max_confirm"])
+        i, j, _, nodes, xm = _pairs_confirmed(xr, res, cfg["static_threshold"], cfg["response_threshold"],
+                                              cfg["index"], cfg["max_confirm"])
+        at = np.full(len(res), -1, np.int64)
+        at[nodes] = np.arange(len(nodes))  # row -> its MiniLM vector in xm (every cluster member is a node)
         repeated: dict[int, int] = {}
         if len(i):
             lab = components(len(res), i, j)
             sizes = np.bincount(lab)
             for g in np.flatnonzero(sizes >= cfg["min_rows"]):
                 mem = np.flatnonzero(lab == g)
-                xa = embed([res[m] for m in mem], "minilm")
+                xa = xm[at[mem]]
                 mean_res = float(((xa @ xa.T).sum() - len(mem)) / (len(mem) * (len(mem) - 1)))
                 if mean_res < cfg["response_threshold"] or _different_quantities([res[m] for m in mem]):
                     continue  # look-alike answers (e.g. worked arithmetic), not one answer repeated
