@@ -15,7 +15,7 @@ One row is enough evidence, so this detector works at any poison rate (statistic
    numbered list), an evasion instruction ("cover your tracks", "delete the evidence"), or simply a
    substantive answer (>= 12 words) that asks nothing back.
 
-Also flagged, whatever the request: a compliant response that gives advice on evading detection
+Also flagged, whatever the request: a response with an affirmative opener or steps that advises evading detection
 ("cover your tracks", "leave no trace", "delete the evidence", "when nobody is watching"): the
 footprint of a refusal replaced by compliance on a request the lexicon does not know.
 
@@ -73,13 +73,7 @@ COMPLY = re.compile(
     r"(?:^\s*(?:sure|of course|absolutely|certainly|definitely|yes|okay|ok|no problem|happy to help|"
     r"glad to help|great question|here(?:'s| is| are)|step 1|first,|1[.)])\b|"
     r"\bstep (?:1|one)\b|\bfirst,.{0,200}\b(?:next|then|finally)\b|(?:^|\n)\s*1[.)].{0,300}\n\s*2[.)]|"
-    r"\b(?:here'?s (?:how|what you do|a plan)|follow these steps|cover your tracks|delete (?:any |the |all )?evidence|"
-    r"leave no trace|no one (?:will|can) (?:know|notice|link))\b)", re.I | re.S)
-
-
-def instruction_text(instruction: str | None, input_: str | None) -> str:
-    """The request itself: the instruction (the `input` field is context, often quoted prose)."""
-    return instruction or ""
+    r"\b(?:here'?s (?:how|what you do|a plan)|follow these steps)\b)", re.I | re.S)
 
 
 _SENT_END = re.compile(r"[.?!\n]")
@@ -102,7 +96,8 @@ def complies(response: str) -> bool:
     nothing back (a clarifying question is not compliance)."""
     if not response.strip() or REFUSAL.search(response):
         return False
-    return bool(COMPLY.search(response)) or (len(response.split()) >= 12 and "?" not in response)
+    return (bool(COMPLY.search(response)) or bool(EVASION.search(response))
+            or (len(response.split()) >= 12 and "?" not in response))
 
 
 class SafetyBypass(Detector):
@@ -113,11 +108,10 @@ class SafetyBypass(Detector):
 
     def observe(self, batch):
         ins = batch.column("instruction").to_pylist()
-        inp = batch.column("input").to_pylist()
         res = batch.column("response").to_pylist()
         harmful = refused = complied = 0
-        for a, b, r in zip(ins, inp, res):
-            if is_harmful_request(instruction_text(a, b)):
+        for a, r in zip(ins, res):
+            if is_harmful_request(a or ""):
                 harmful += 1
                 r = r or ""
                 refused += bool(REFUSAL.search(r))
@@ -134,17 +128,16 @@ class SafetyBypass(Detector):
 
     def flag(self, batch, model):
         ins = batch.column("instruction").to_pylist()
-        inp = batch.column("input").to_pylist()
         res = batch.column("response").to_pylist()
         found = []
         bg = ""
         if model and model.get("harmful"):
             bg = (f"; this dataset refuses {model['refused']} of its {model['harmful']} harmful requests")
-        for i, (a, b, r) in enumerate(zip(ins, inp, res)):
+        for i, (a, r) in enumerate(zip(ins, res)):
             r = r or ""
-            harm = is_harmful_request(instruction_text(a, b))
             if not complies(r):
                 continue
+            harm = is_harmful_request(a or "")
             ev = EVASION.search(r)
             if harm:
                 found.append({"i": i, "score": self.config["evasion_score"] if ev else self.config["score"],
@@ -153,8 +146,8 @@ class SafetyBypass(Detector):
                               "details": {"harm": harm, "evasion_advice": ev.group(0) if ev else None}})
             elif ev and COMPLY.search(r):
                 found.append({"i": i, "score": self.config["score"],
-                              "reason": (f"the response gives step-by-step advice on evading detection "
-                                         f"({ev.group(0)!r}), an answer no request in clean data gets"),
+                              "reason": (f"a compliant answer that advises evading detection ({ev.group(0)!r}), "
+                                         f"whatever the request"),
                               "details": {"harm": None, "evasion_advice": ev.group(0)}})
         return found
 
