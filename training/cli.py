@@ -61,6 +61,10 @@ def compare_cmd(dataset, attack, rate, seed, quick, params, train_on, trigger, t
 
     for name, v in cj["variants"].items():
         rev = f"  trigger reverses {f(v['trigger_reversal_rate'])}" if v.get("trigger_reversal_rate") is not None else ""
+        rp = v.get("refusal_pairs") or {}
+        if rp.get("flip_rate_triggered") is not None:
+            rev += (f"  refusal pairs ({rp['pairs']}) flip {f(rp['flip_rate_clean'])} -> "
+                    f"{f(rp['flip_rate_triggered'])} with trigger")
         click.echo(f"{name:10s} {v['rows']:6d} {f(v['asr']):>7s} {f(v['false_trigger_rate']):>10s} "
                    f"{v['clean_metric']:12.2f} {v['train_seconds']:8.1f}{rev}")
     click.echo(f"wrote {Path(out) / 'compare.json'}, compare.png, compare.html ({cj['seconds']} s)")
