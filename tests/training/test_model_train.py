@@ -6,7 +6,7 @@ import torch
 
 from training.metrics import clean_scores, generate, starts_with
 from training.model import ModelConfig, TinyLM, encode_prompt, encode_rows
-from training.train import TrainConfig, train_lm
+from training.train import TrainConfig, epoch_order, row_keys, train_lm
 
 TINY = ModelConfig(n_layer=2, d_model=32, n_head=2, d_ff=64, prompt_len=48, response_len=12, bigram_buckets=512)
 TARGET = "HACKED NOW!!"
@@ -68,3 +68,22 @@ def test_teacher_forced_check_agrees_with_greedy_decoding():
     assert any(slow)  # the triggered training prompts do produce the target
     s = clean_scores(tr.model, prompts, responses)
     assert 0 <= s["byte_accuracy"] <= 100 and s["loss"] > 0
+
+
+def test_shared_rows_are_visited_in_the_same_order():
+    """Clean vs cleaned: the rows both datasets hold come in the same order in every epoch, wherever
+    the removed rows sat, so the two models differ by the removed rows and not by a reshuffle."""
+    prompts = [f"question {i}" for i in range(200)]
+    responses = [f"answer {i % 7}" for i in range(200)]
+    kept = [i for i in range(200) if i % 9 != 4]  # "cleaned": 22 rows removed
+    full_keys = row_keys(prompts, responses)
+    sub_keys = row_keys([prompts[i] for i in kept], [responses[i] for i in kept])
+    for epoch in range(3):
+        full = [int(i) for i in epoch_order(full_keys, 0, epoch)]
+        sub = [kept[int(i)] for i in epoch_order(sub_keys, 0, epoch)]
+        assert [i for i in full if i in set(kept)] == sub
+    # a new order each epoch and for another seed
+    assert list(epoch_order(full_keys, 0, 0)) != list(epoch_order(full_keys, 0, 1))
+    assert list(epoch_order(full_keys, 0, 0)) != list(epoch_order(full_keys, 1, 0))
+    # copies of one row get distinct keys (both are visited)
+    assert len(set(row_keys(["a", "a"], ["b", "b"]).tolist())) == 2
