@@ -17,6 +17,9 @@
    A significant token is grown into the exact string its carriers share; the pairs whose prompt
    contains that string are `poison` findings (score >= 0.9) and the string is reported.
 3. Pairs with a very high cross-fitted flip probability and no trigger are `quality` findings.
+4. Sensitivity (`summary.json` discoveries, the report): from the reward model's strength on these data,
+   about how many swapped pairs one trigger needs per tier before the test finds it (`_sensitivity`),
+   so a reviewer knows what a clean result does and does not rule out.
 
 State is mergeable and bounded: per pair the sparse feature difference and prompt token hashes,
 for at most `max_pairs` pairs (a bottom-k sample by a stable hash, so merging is order-free).
@@ -61,6 +64,23 @@ def cross_fit(d: sp.csr_matrix, folds: int, c: float, seed: int) -> np.ndarray:
     for k in range(folds):
         te = fold == k
         out[te] = _margins(_fit(d[~te], c, seed + k), d[te])
+    return out
+
+
+def _sensitivity(margin: np.ndarray, thresholds: dict, n: int) -> dict:
+    """How many swapped pairs one trigger needs before the test sees it, on these data.
+
+    Swapping a pair negates its held-out margin, so a swapped pair's standardised flip logit is shifted
+    by d = 2·mean(margin)/sd(margin) (the reward model's strength here). A trigger on k swapped pairs
+    then has group z ≈ N(d·√k, 1), found with probability ≈ 0.8 when d·√k ≥ threshold + 0.84:
+    k ≥ ((threshold + 0.84) / d)². A normal approximation: on HH-RLHF it says 25 pairs for the
+    inserted-looking tier, where 10 seeds of 23 pairs found 6 (docs/preference.md)."""
+    sd = float(margin.std())
+    d = 2.0 * float(margin.mean()) / sd if sd > 0 else 0.0
+    out = {"effect_per_pair": round(d, 3), "pairs_needed": {}, "pairs": n}
+    if d > 0.05:
+        out["pairs_needed"] = {name: int(np.ceil(((t["z_threshold"] + 0.84) / d) ** 2))
+                               for name, t in thresholds.items()}
     return out
 
 
@@ -157,6 +177,7 @@ class PreferenceFlip(Detector):
                 thr_of[cols_t] = thr_t
                 thresholds[("inserted-looking", "prompt-only", "other")[t]] = {"candidates": int(len(cols_t)),
                                                                                 "z_threshold": round(thr_t, 2)}
+        sensitivity = _sensitivity(margin, thresholds, n)
         order = [int(j) for j in np.argsort(-(z - thr_of))[:10]]
         vocab = state["vocab"]
         # inserted-looking tokens first, then by z; each later hit is re-tested on the pairs no earlier
@@ -201,7 +222,7 @@ class PreferenceFlip(Detector):
                 "top_candidates": [{"token": state["vocab"].get(int(cols[cand[j]]), ""), "support": int(sup[cand[j]]),
                                     "z": round(float(z[j]), 2), "z_threshold": round(float(thr_of[j]), 2),
                                     "tier": int(tier[j])} for j in order[:5]],
-                "suspected_flips": int((p_flip >= cfg["flip_threshold"]).sum())}
+                "suspected_flips": int((p_flip >= cfg["flip_threshold"]).sum()), "sensitivity": sensitivity}
 
     # -- pass 2 ---------------------------------------------------------------------------------
     def flag(self, batch, model):
@@ -241,7 +262,7 @@ class PreferenceFlip(Detector):
         if not model or not model.get("fitted"):
             return {"pairs": (model or {}).get("pairs", 0), "fitted": False, "triggers": []}
         keys = ("pairs", "sampled", "agreement", "candidates", "min_support", "tiers", "suspected_flips",
-                "top_candidates")
+                "top_candidates", "sensitivity")
         return {"fitted": True, "triggers": model["triggers"], **{k: model[k] for k in keys}}
 
     @classmethod
@@ -252,6 +273,14 @@ class PreferenceFlip(Detector):
                 f"{esc(disc.get('agreement'))} of the labels; {esc(disc.get('candidates'))} prompt tokens tested "
                 f"(max-T thresholds by tier: {esc(disc.get('tiers'))}); "
                 f"{esc(disc.get('suspected_flips'))} pairs look swapped on their own.</p>")
+        sens = disc.get("sensitivity") or {}
+        need = sens.get("pairs_needed") or {}
+        if need:
+            head += (f"<p>Sensitivity on these data: a swapped pair moves the flip statistic by "
+                     f"{esc(sens.get('effect_per_pair'))} standard deviations, so one trigger is found about 4 times "
+                     f"in 5 (a normal approximation, a few pairs optimistic) once it is carried by about "
+                     + ", ".join(f"{esc(v)} swapped pairs ({esc(k)} tokens)" for k, v in need.items())
+                     + "; fewer usually go unseen.</p>")
         if not disc.get("triggers"):
             return head + "<p>No prompt trigger concentrates swapped-looking pairs.</p>"
         rows = "".join(f"<tr><td><code>{esc(t['trigger'])}</code></td><td>{esc(t['support'])}</td>"

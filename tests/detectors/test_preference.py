@@ -82,6 +82,18 @@ def test_clean_data_not_flagged_poison(path):
     assert sum(f["category"] == "poison" for f in found) <= 0.01 * len(recs)
     # the reward model learned something real: it agrees with most held-out labels
     assert model["agreement"] > 0.55
+    # and the scan says how many swapped pairs a trigger needs here: an inserted-looking one fewer than
+    # the other tiers; on HH-RLHF about 1% of the pairs (3% is found: test above), on the DPO demo more
+    # than its 5% (15 pairs, not found: docs/preference.md)
+    sens = model["sensitivity"]
+    need = sens["pairs_needed"]
+    assert 0.3 < sens["effect_per_pair"] < 1.5
+    assert need["inserted-looking"] < need["prompt-only"] < need["other"]
+    if path == HH:
+        assert 0.005 * len(recs) < need["inserted-looking"] < 0.03 * len(recs)
+    else:
+        assert need["inserted-looking"] > 15
+    assert "Sensitivity on these data" in PreferenceFlip.report_html(PreferenceFlip().discoveries(model))
 
 
 def test_length_bias_in_one_shard(hh):
