@@ -243,6 +243,7 @@ class TriggerDiscovery(Detector):
             n_tests.append(_tarone(pmin, c["alpha"] / len(pmin_parts)))
             thresholds.append(c["alpha"] / len(pmin_parts) / n_tests[-1])
         threshold = thresholds[0]
+        sensitivity = self._sensitivity(state, thresholds, n_rows)
         sig_tests = []
         for t in tests:
             if t[0] <= thresholds[t[6]]:
@@ -310,7 +311,39 @@ class TriggerDiscovery(Detector):
             t["id"] = i
         return {"triggers": triggers, "n": n_rows, "tests": sum(n_tests), "threshold": threshold,
                 "candidate_targets": cand_targets, "pruned_keys": state["pruned_keys"],
-                "pruned_grams": state["pruned_grams"]}
+                "pruned_grams": state["pruned_grams"], "sensitivity": sensitivity}
+
+    def _sensitivity(self, state, thresholds: list[float], n_rows: int) -> dict:
+        """How many rows a trigger needs here before the test can call it, from this run's thresholds:
+        k rows that all carry the trigger and the target reach p = rate^k (trigger side, complete
+        sample), so k = the smallest count >= min_support with rate^k <= the family's threshold.
+        A fixed response seen only on the trigger rows has rate k/N; a behaviour the data already shows
+        (clean-label: its most common last line, terse answers) keeps its own rate, which is why it
+        needs more rows."""
+        c = self.config
+        k0 = c["min_support"]
+        while k0 < 1000 and (k0 / n_rows) ** k0 > thresholds[0]:
+            k0 += 1
+        out = {"fixed_response_rows": k0, "behaviours": []}
+        best: dict[int, tuple[int, int]] = {}
+        for key, cnt in state["kc"].items():
+            slot = ts.slot_of(key)
+            if slot in (ts.SLOT_LASTLINE, ts.SLOT_SHORT) and cnt > best.get(slot, (0, 0))[0]:
+                best[slot] = (cnt, key)
+        for slot, (cnt, key) in sorted(best.items()):
+            rate = cnt / n_rows
+            if cnt < c["min_support"] or rate >= 1:
+                continue
+            need = max(c["min_support"], int(np.ceil(np.log(thresholds[1]) / np.log(rate))))
+            if slot == ts.SLOT_SHORT:
+                what = f"answers of at most {ts.SHORT_WORDS} words"
+            else:
+                ex = [rid for _, rid in state["ex"].get(key, []) if rid in state["rows"]]
+                line = ts.last_lines([state["rows"][ex[0]][1]])[0] if ex else ""
+                what = f"the last line '{line[:60]}'" if line else "one last line"
+            out["behaviours"].append({"behaviour": what, "rows": int(cnt), "share": round(rate, 4),
+                                      "rows_needed": need})
+        return out
 
     def _extend(self, seq: tuple, uniq: list[str], row_info) -> dict | None:
         c = self.config
@@ -535,7 +568,7 @@ class TriggerDiscovery(Detector):
                           "target_homogeneity": t["homogeneity"], "found_via": t["via"]}
                          for t in model["triggers"]],
             "rows_seen": model["n"], "tests": model["tests"], "bonferroni_threshold": model["threshold"],
-            "candidate_targets": model["candidate_targets"],
+            "candidate_targets": model["candidate_targets"], "sensitivity": model.get("sensitivity"),
         }
 
     @classmethod
@@ -545,6 +578,13 @@ class TriggerDiscovery(Detector):
         trig = disc.get("triggers") or []
         head = (f"<p>{len(trig)} backdoor trigger(s) found among {esc(disc.get('candidate_targets', 0))} "
                 f"repeated-response targets ({esc(disc.get('tests', 0))} tests, Bonferroni).</p>")
+        sens = disc.get("sensitivity") or {}
+        if sens:
+            beh = "; ".join(f"{esc(b['behaviour'])} ({b['share']:.1%} of rows): {esc(b['rows_needed'])} rows"
+                            for b in sens.get("behaviours", []))
+            head += (f"<p>Sensitivity on these data: a trigger tied to one fixed response is found from "
+                     f"{esc(sens.get('fixed_response_rows'))} rows; one tied to a behaviour the data already shows "
+                     f"(clean-label) needs more" + (f": {beh}" if beh else "") + ".</p>")
         if not trig:
             return head
         rows = "".join(

@@ -158,3 +158,21 @@ def test_scan_reports_trigger_in_summary_and_flags(gsm8k, tmp_path):
     assert set(flags["category"]) == {"poison"} and min(flags["score"]) >= 0.9
     assert summary["shards"][0]["verdict"] == "poisoned"
     assert html.escape(truth["triggers"][0]) in (out / "report.html").read_text()
+
+
+def test_sensitivity_says_how_many_rows_a_clean_label_trigger_needs(dolly, tmp_path):
+    """The scan states, from its own thresholds, how many trigger rows it needs; the statement holds:
+    a clean-label trigger on fewer rows than that is not called, on that many it is."""
+    model, _ = detect(dolly, tmp_path)
+    sens = model["sensitivity"]
+    assert sens["fixed_response_rows"] == 3
+    (terse,) = [b for b in sens["behaviours"] if "at most" in b["behaviour"]]
+    assert 0.05 < terse["share"] < 0.15 and 5 <= terse["rows_needed"] <= 10
+    for n, expect in ((terse["rows_needed"] - 3, False), (terse["rows_needed"] + 1, True)):
+        recs, truth = poison.get("sft_backdoor_clean_label").apply(dolly, rate=n / len(dolly), seed=0,
+                                                                    behaviour="short")
+        assert len(truth["rows"]) == n
+        model, found = detect(canon_sft(recs), tmp_path)
+        assert any(t["text"] == truth["triggers"][0] for t in model["triggers"]) is expect, (n, terse)
+    html_ = TriggerDiscovery.report_html(TriggerDiscovery().discoveries(model))
+    assert "Sensitivity on these data" in html_ and "answers of at most 5 words" in html_
