@@ -328,8 +328,8 @@ class TriggerDiscovery(Detector):
         best: dict[int, tuple[int, int]] = {}
         for key, cnt in state["kc"].items():
             slot = ts.slot_of(key)
-            if slot in (ts.SLOT_LASTLINE, ts.SLOT_SHORT) and cnt > best.get(slot, (0, 0))[0]:
-                best[slot] = (cnt, key)
+            if slot in (ts.SLOT_LASTLINE, ts.SLOT_SHORT) and (cnt, key) > best.get(slot, (0, 0)):
+                best[slot] = (cnt, key)  # ties by key: the same answer whatever the merge order
         for slot, (cnt, key) in sorted(best.items()):
             rate = cnt / n_rows
             if cnt < c["min_support"] or rate >= 1:
