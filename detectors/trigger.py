@@ -321,10 +321,10 @@ class TriggerDiscovery(Detector):
         (clean-label: its most common last line, terse answers) keeps its own rate, which is why it
         needs more rows."""
         c = self.config
-        k0 = c["min_support"]
-        while k0 < 1000 and (k0 / n_rows) ** k0 > thresholds[0]:
+        k0 = c["min_support"]  # k·log(k/N) <= log(threshold); None when no count up to N reaches it
+        while k0 <= n_rows and k0 * np.log(k0 / n_rows) > np.log(thresholds[0]):
             k0 += 1
-        out = {"fixed_response_rows": k0, "behaviours": []}
+        out = {"fixed_response_rows": k0 if k0 <= n_rows else None, "behaviours": []}
         best: dict[int, tuple[int, int]] = {}
         for key, cnt in state["kc"].items():
             slot = ts.slot_of(key)
@@ -335,6 +335,8 @@ class TriggerDiscovery(Detector):
             if cnt < c["min_support"] or rate >= 1:
                 continue
             need = max(c["min_support"], int(np.ceil(np.log(thresholds[1]) / np.log(rate))))
+            if need > cnt:  # the behaviour has fewer rows than a trigger on it would need
+                need = None
             if slot == ts.SLOT_SHORT:
                 what = f"answers of at most {ts.SHORT_WORDS} words"
             else:
@@ -580,10 +582,13 @@ class TriggerDiscovery(Detector):
                 f"repeated-response targets ({esc(disc.get('tests', 0))} tests, Bonferroni).</p>")
         sens = disc.get("sensitivity") or {}
         if sens:
-            beh = "; ".join(f"{esc(b['behaviour'])} ({b['share']:.1%} of rows): {esc(b['rows_needed'])} rows"
+            def rows(k):
+                return f"{esc(k)} rows" if k is not None else "more rows than there are"
+
+            beh = "; ".join(f"{esc(b['behaviour'])} ({b['share']:.1%} of rows): {rows(b['rows_needed'])}"
                             for b in sens.get("behaviours", []))
             head += (f"<p>Sensitivity on these data: a trigger tied to one fixed response is found from "
-                     f"{esc(sens.get('fixed_response_rows'))} rows; one tied to a behaviour the data already shows "
+                     f"{rows(sens.get('fixed_response_rows'))}; one tied to a behaviour the data already shows "
                      f"(clean-label) needs more" + (f": {beh}" if beh else "") + ".</p>")
         if not trig:
             return head
