@@ -66,7 +66,7 @@ class TriggerDiscovery(Detector):
         "bands": 6, "alpha": 0.001, "min_homogeneity": 0.4, "min_coverage": 0.05, "min_purity": 0.2,
         "max_instruction_similarity": 0.5, "match_jaccard": 0.5, "max_keys": 500_000,
         "max_grams": 20_000_000, "max_trigger_tokens": 16, "score": 0.95, "pool_min_words": 4,
-        "pure_share": 0.7, "pure_score": 0.85, "max_df_share": 0.05,
+        "pure_share": 0.7, "pure_score": 0.85, "max_df_share": 0.2,
     }
 
     # -- pass 1 ---------------------------------------------------------------------------------

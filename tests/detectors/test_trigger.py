@@ -176,3 +176,13 @@ def test_sensitivity_says_how_many_rows_a_clean_label_trigger_needs(dolly, tmp_p
         assert any(t["text"] == truth["triggers"][0] for t in model["triggers"]) is expect, (n, terse)
     html_ = TriggerDiscovery.report_html(TriggerDiscovery().discoveries(model))
     assert "Sensitivity on these data" in html_ and "answers of at most 5 words" in html_
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.1])
+def test_heavy_poisoning_still_names_the_trigger(gsm8k, tmp_path, rate):
+    """A trigger in 5-10% of the rows is no longer "rare", but it is still the trigger: named, every row
+    flagged by the trigger detector itself (at 5% = 66 rows it once fell just over the df cap)."""
+    recs, truth = poison.get("sft_backdoor_token").apply(gsm8k, rate=rate, seed=0)
+    model, found = detect(canon_sft(recs), tmp_path)
+    assert prf(found, set(truth["rows"])) == (1.0, 1.0)
+    assert [t["text"] for t in model["triggers"]] == truth["triggers"]
