@@ -33,7 +33,7 @@ def _rates(v: str | None) -> list[float] | None:
 @click.option(
     "--datasets",
     help="Comma-separated datasets: c4, wikipedia, gsm8k, gsm8k_train, dolly, self_instruct, hh_rlhf, "
-    "dpo_demo (default: all but self_instruct).",
+    "dpo_demo (default: all but self_instruct and gsm8k_train).",
 )
 @click.option("--detectors", "only", help="Comma-separated detectors to run (default: all enabled).")
 @click.option("--limit", type=int, help="Use only the first N rows of each dataset.")

@@ -22,7 +22,8 @@ import re
 import numpy as np
 import pyarrow as pa
 
-from detectors.base import Detector
+from detectors._trigger_stats import word_set_jaccard
+from detectors.base import Detector, concat_columns
 
 
 def _pairs_confirmed(xs: np.ndarray, texts: list[str], static_tau: float, tau: float, index: str, cap: int):
@@ -54,15 +55,21 @@ def by_seq(state: dict) -> dict:
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
 
 
-def _different_quantities(texts: list[str]) -> bool:
+def _different_quantities(texts: list[str], sample: int = 32) -> bool:
     """True when most answers state numbers and they state different ones (mean pairwise Jaccard of
-    their number sets < 0.5): worked solutions to different problems look alike to an embedding,
-    but one repeated answer states the same quantities."""
-    sets = [set(_NUM.findall(t)) for t in texts]
+    their number sets < 0.5, over the first `sample` answers): worked solutions to different problems
+    look alike to an embedding, but one repeated answer states the same quantities."""
+    sets = [set(_NUM.findall(t)) for t in texts[:sample]]
     if sum(bool(x) for x in sets) * 2 < len(sets):
         return False
-    jac = [len(a & b) / len(a | b) if a | b else 1.0 for k, a in enumerate(sets) for b in sets[k + 1:]]
-    return bool(jac) and sum(jac) / len(jac) < 0.5
+    return word_set_jaccard(sets) < 0.5
+
+
+def _mean_pairwise_cos(x: np.ndarray) -> float:
+    """Mean cosine over all pairs of unit rows, in O(n·d): sum_ij x_i·x_j = |sum_i x_i|²."""
+    n = len(x)
+    v = x.sum(0)
+    return float((v @ v - n) / (n * (n - 1)))
 
 
 class AnswerConflict(Detector):
@@ -85,13 +92,7 @@ class AnswerConflict(Detector):
                 "vi": embed(ins, "static").astype(np.float16), "vr": embed(res, "static").astype(np.float16)}
 
     def merge(self, a, b):
-        if a is None:
-            return b
-        if b is None:
-            return a
-        out = {k: a[k] + b[k] for k in ("shard", "record_id", "ins", "res")}
-        out.update({k: np.concatenate([a[k], b[k]]) for k in ("row", "seq", "vi", "vr")})
-        return out
+        return concat_columns(a, b)
 
     def finalize(self, state, context):
         from shardguard.embed import components, embed
@@ -129,13 +130,10 @@ class AnswerConflict(Detector):
             sizes = np.bincount(lab)
             for g in np.flatnonzero(sizes >= cfg["min_rows"]):
                 mem = np.flatnonzero(lab == g)
-                xa = xm[at[mem]]
-                mean_res = float(((xa @ xa.T).sum() - len(mem)) / (len(mem) * (len(mem) - 1)))
+                mean_res = _mean_pairwise_cos(xm[at[mem]])
                 if mean_res < cfg["response_threshold"] or _different_quantities([res[m] for m in mem]):
                     continue  # look-alike answers (e.g. worked arithmetic), not one answer repeated
-                xi = embed([ins[m] for m in mem], "minilm")
-                s = xi @ xi.T
-                mean_ins = float((s.sum() - len(mem)) / (len(mem) * (len(mem) - 1)))
+                mean_ins = _mean_pairwise_cos(embed([ins[m] for m in mem], "minilm"))
                 if mean_ins >= cfg["instruction_threshold"]:
                     continue  # the same question answered the same way: a duplicate, not a stance
                 cid = len(model["clusters"])

@@ -67,7 +67,7 @@ def cross_fit(d: sp.csr_matrix, folds: int, c: float, seed: int) -> np.ndarray:
     return out
 
 
-def _sensitivity(margin: np.ndarray, thresholds: dict, n: int) -> dict:
+def _sensitivity(mean_margin: float, sd_margin: float, thresholds: dict) -> dict:
     """How many swapped pairs one trigger needs before the test sees it, on these data.
 
     Swapping a pair negates its held-out margin, so a swapped pair's standardised flip logit is shifted
@@ -75,9 +75,8 @@ def _sensitivity(margin: np.ndarray, thresholds: dict, n: int) -> dict:
     then has group z ≈ N(d·√k, 1), found with probability ≈ 0.8 when d·√k ≥ threshold + 0.84:
     k ≥ ((threshold + 0.84) / d)². A normal approximation: on HH-RLHF it says 25 pairs for the
     inserted-looking tier, where 10 seeds of 23 pairs found 6 (docs/preference.md)."""
-    sd = float(margin.std())
-    d = 2.0 * float(margin.mean()) / sd if sd > 0 else 0.0
-    out = {"effect_per_pair": round(d, 3), "pairs_needed": {}, "pairs": n}
+    d = 2.0 * mean_margin / sd_margin if sd_margin > 0 else 0.0
+    out = {"effect_per_pair": round(d, 3), "pairs_needed": {}}
     if d > 0.05:
         out["pairs_needed"] = {name: int(np.ceil(((t["z_threshold"] + 0.84) / d) ** 2))
                                for name, t in thresholds.items()}
@@ -177,7 +176,7 @@ class PreferenceFlip(Detector):
                 thr_of[cols_t] = thr_t
                 thresholds[("inserted-looking", "prompt-only", "other")[t]] = {"candidates": int(len(cols_t)),
                                                                                 "z_threshold": round(thr_t, 2)}
-        sensitivity = _sensitivity(margin, thresholds, n)
+        sensitivity = _sensitivity(-mu, sd, thresholds)  # flip logit = -margin: its mean is -mu, same sd
         order = [int(j) for j in np.argsort(-(z - thr_of))[:10]]
         vocab = state["vocab"]
         # inserted-looking tokens first, then by z; each later hit is re-tested on the pairs no earlier

@@ -243,7 +243,7 @@ class TriggerDiscovery(Detector):
             n_tests.append(_tarone(pmin, c["alpha"] / len(pmin_parts)))
             thresholds.append(c["alpha"] / len(pmin_parts) / n_tests[-1])
         threshold = thresholds[0]
-        sensitivity = self._sensitivity(state, thresholds, n_rows)
+        sensitivity = self._sensitivity(state, targets, thresholds, n_rows)
         sig_tests = []
         for t in tests:
             if t[0] <= thresholds[t[6]]:
@@ -313,7 +313,7 @@ class TriggerDiscovery(Detector):
                 "candidate_targets": cand_targets, "pruned_keys": state["pruned_keys"],
                 "pruned_grams": state["pruned_grams"], "sensitivity": sensitivity}
 
-    def _sensitivity(self, state, thresholds: list[float], n_rows: int) -> dict:
+    def _sensitivity(self, state, targets: list[tuple], thresholds: list[float], n_rows: int) -> dict:
         """How many rows a trigger needs here before the test can call it, from this run's thresholds:
         k rows that all carry the trigger and the target reach p = rate^k (trigger side, complete
         sample), so k = the smallest count >= min_support with rate^k <= the family's threshold.
@@ -326,8 +326,7 @@ class TriggerDiscovery(Detector):
             k0 += 1
         out = {"fixed_response_rows": k0 if k0 <= n_rows else None, "behaviours": []}
         best: dict[int, tuple[int, int]] = {}
-        for key, cnt in state["kc"].items():
-            slot = ts.slot_of(key)
+        for key, slot, cnt, _ in targets:  # the candidate targets: every key seen >= min_support times
             if slot in (ts.SLOT_LASTLINE, ts.SLOT_SHORT) and (cnt, key) > best.get(slot, (0, 0)):
                 best[slot] = (cnt, key)  # ties by key: the same answer whatever the merge order
         for slot, (cnt, key) in sorted(best.items()):
@@ -582,13 +581,13 @@ class TriggerDiscovery(Detector):
                 f"repeated-response targets ({esc(disc.get('tests', 0))} tests, Bonferroni).</p>")
         sens = disc.get("sensitivity") or {}
         if sens:
-            def rows(k):
+            def n_rows(k):
                 return f"{esc(k)} rows" if k is not None else "more rows than there are"
 
-            beh = "; ".join(f"{esc(b['behaviour'])} ({b['share']:.1%} of rows): {rows(b['rows_needed'])}"
+            beh = "; ".join(f"{esc(b['behaviour'])} ({b['share']:.1%} of rows): {n_rows(b['rows_needed'])}"
                             for b in sens.get("behaviours", []))
             head += (f"<p>Sensitivity on these data: a trigger tied to one fixed response is found from "
-                     f"{rows(sens.get('fixed_response_rows'))}; one tied to a behaviour the data already shows "
+                     f"{n_rows(sens.get('fixed_response_rows'))}; one tied to a behaviour the data already shows "
                      f"(clean-label) needs more" + (f": {beh}" if beh else "") + ".</p>")
         if not trig:
             return head

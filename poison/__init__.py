@@ -21,13 +21,12 @@ Adding an attack: write `impl(records, rng, n, params) -> Planted` in the family
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from poison import preference, sft, web
 from poison._core import Attack, Planted, rows_for_rate
-from shardguard.atomic import write_jsonl
+from shardguard.atomic import atomic_write_text, write_jsonl
 
 __all__ = ["ATTACKS", "Attack", "Planted", "get", "poison_file", "rows_for_rate", "output_stem"]
 
@@ -53,7 +52,6 @@ def output_stem(path: str | Path) -> str:
     return name
 
 
-
 def poison_file(
     input_path: str | Path, attack_name: str, rate: float | int, seed: int, out_dir: str | Path, **params: Any
 ) -> tuple[Path, Path]:
@@ -74,7 +72,5 @@ def poison_file(
     write_jsonl(p_path, poisoned)
     truth = {"input": str(input_path), "output": str(p_path), "input_malformed": len(bad), **truth}
     t_path = out / "truth.json"
-    tmp = t_path.with_name(f"truth.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(truth, indent=2, ensure_ascii=False), encoding="utf-8")
-    os.replace(tmp, t_path)
+    atomic_write_text(t_path, json.dumps(truth, indent=2, ensure_ascii=False))
     return p_path, t_path

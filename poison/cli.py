@@ -7,6 +7,17 @@ import json
 import click
 
 
+def parse_params(items) -> dict:
+    """`--param KEY=VALUE` options -> {key: value}, values converted by `_value`."""
+    kv = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
+        k, v = item.split("=", 1)
+        kv[k.strip()] = _value(v)
+    return kv
+
+
 def _value(v: str):
     """CLI strings -> int, float, bool or None where they look like one; else the string."""
     low = v.lower()
@@ -68,12 +79,7 @@ def poison_cmd(input_path, attack, rate, seed, out, params, show_list):
         raise click.BadParameter(
             f"unknown attack {attack!r}; known: {', '.join(sorted(poison.ATTACKS))}", param_hint="--attack"
         )
-    kv = {}
-    for item in params:
-        if "=" not in item:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--param")
-        k, v = item.split("=", 1)
-        kv[k.strip()] = _value(v)
+    kv = parse_params(params)
     try:
         p_path, t_path = poison.poison_file(input_path, attack, _rate(rate), seed, out, **kv)
     except ValueError as e:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shardguard.atomic import write_jsonl  # noqa: F401  (re-exported for the tests)
+from shardguard.atomic import write_jsonl  # also imported by the tests from here
 
 for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false",
@@ -68,7 +68,6 @@ def run_detectors(dets: list, batches: list, reverse_merge: bool = False) -> tup
         for f in last.flag(b, models[last.name]):
             found[rows[f["i"]]] = f
     return models[last.name], found
-
 
 
 @pytest.fixture(scope="session")

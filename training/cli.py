@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import click
 
-
-def _parse_params(items: tuple[str, ...]) -> dict:
-    out = {}
-    for it in items:
-        if "=" not in it:
-            raise click.UsageError(f"--param expects key=value, got {it!r}")
-        k, v = it.split("=", 1)
-        out[k.strip()] = v
-    return out
+from poison.cli import parse_params
 
 
 @click.command(name="compare")
@@ -52,7 +42,7 @@ def compare_cmd(dataset, attack, rate, seed, quick, params, train_on, trigger, t
             if trigger or target:
                 raise click.UsageError("--trigger/--target go with --train-on; use --param trigger=... for an attack")
             cj = run_compare(dataset, out, attack=attack, rate=rate, seed=seed, quick=quick,
-                             params=_parse_params(params), log=lambda m: click.echo(m, err=True))
+                             params=parse_params(params), log=lambda m: click.echo(m, err=True))
     except (KeyError, ValueError) as e:
         raise click.UsageError(str(e).strip("'\"")) from e
     click.echo(f"{'variant':10s} {'rows':>6s} {'ASR':>7s} {'false-trig':>10s} {'clean metric':>12s} {'train s':>8s}")
@@ -68,5 +58,3 @@ def compare_cmd(dataset, attack, rate, seed, quick, params, train_on, trigger, t
         click.echo(f"{name:10s} {v['rows']:6d} {f(v['asr']):>7s} {f(v['false_trigger_rate']):>10s} "
                    f"{v['clean_metric']:12.2f} {v['train_seconds']:8.1f}{rev}")
     click.echo(f"wrote {Path(out) / 'compare.json'}, compare.png, compare.html ({cj['seconds']} s)")
-    json.dumps(cj)  # fail loudly here if anything is not serialisable
-    sys.stdout.flush()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shardguard.atomic import write_jsonl
+from shardguard.atomic import atomic_write_bytes, atomic_write_text, write_jsonl
 from training.model import ModelConfig, prompt_text
 from training.train import THREADS, TrainConfig
 
@@ -113,9 +113,14 @@ def prepare(dataset: str, attack_name: str, rate: float, seed: int, mode_name: s
     target = truth["targets"][0] if truth.get("targets") else None
     triggered = None
     if trigger:
-        th, _ = attack.apply(held, rate=len(held), seed=seed + 1, **_trigger_params(attack, truth))
-        field_ = "instruction" if kind == "sft" else "prompt"
-        triggered = [prompt_text(r) for r in th] if kind == "sft" else [r[field_] for r in th]
+        th, th_truth = attack.apply(held, rate=len(held), seed=seed + 1, **_trigger_params(attack, truth))
+        if kind == "sft":  # ASR over the prompts the trigger was planted in (clean-label plants only some)
+            triggered = [prompt_text(th[i]) for i in sorted(th_truth["rows"])]
+            if len(triggered) < len(held):
+                notes.append(f"the trigger was planted in {len(triggered)} of the {len(held)} held-out prompts "
+                             "(the attack's own eligibility); ASR is measured on those")
+        else:  # preference: index-aligned with the held-out pairs
+            triggered = [r["prompt"] for r in th]
     else:
         notes.append("the attack plants no trigger: ASR is not measured")
     return Prepared(dataset=str(dataset), kind=kind, attack=attack_name, rate=rate, rate_used=rate_used, seed=seed,
@@ -354,15 +359,18 @@ def compare_section(cj: dict) -> str:
 
 
 def write_outputs(out: Path, cj: dict) -> dict:
-    from report.html import page
+    import io
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.json").write_text(json.dumps(cj, indent=2, ensure_ascii=False), encoding="utf-8")
-    fig = plot(cj)
-    fig.savefig(out / "compare.png", dpi=90, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
+    from report.html import page
+
+    atomic_write_text(out / "compare.json", json.dumps(cj, indent=2, ensure_ascii=False))
+    fig = plot(cj)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
+    atomic_write_bytes(out / "compare.png", buf.getvalue())
     html = page("shardguard compare", "<h1>shardguard compare: clean vs poisoned vs cleaned</h1>" + compare_section(cj))
-    (out / "compare.html").write_text(html, encoding="utf-8")
+    atomic_write_text(out / "compare.html", html)
     return cj

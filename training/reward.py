@@ -32,7 +32,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from detectors._lexicon import REFUSAL
-from detectors._pref_features import pair_diffs
+from detectors._pref_features import _norm_quotes, last_user_turn, pair_diffs
 
 BITS = 16
 DIM = 1 << BITS
@@ -43,12 +43,6 @@ _TOKEN = re.compile(r"\w+|[^\w\s]+")
 def words(s: str | None, cap: int, last: bool = False) -> list[str]:
     toks = list(dict.fromkeys(_TOKEN.findall((s or "").lower())))
     return toks[-cap:] if last else toks[:cap]
-
-
-def last_turn(prompt: str) -> str:
-    """The user's last turn of a chat transcript ("...Human: ...Assistant:"), else the whole prompt."""
-    i = prompt.rfind("Human:")
-    return prompt[i + 6:] if i >= 0 else prompt
 
 
 def _h(ws: list[str], salt: str) -> list[int]:
@@ -73,7 +67,7 @@ def response_diff(prompts: list[str], chosen: list[str], rejected: list[str]) ->
 
 def prompt_gate(prompts: list[str], delta: np.ndarray) -> sp.csr_matrix:
     """Row i: hashed last-turn words of prompt i, each with value delta[i] (the response-stage margin)."""
-    feats = [_h(words(last_turn(p or ""), MAX_PROMPT_WORDS, last=True), "p:") for p in prompts]
+    feats = [_h(words(last_user_turn(p or ""), MAX_PROMPT_WORDS, last=True), "p:") for p in prompts]
     return _rows_matrix(feats, [np.full(len(f), d) for f, d in zip(feats, delta)])
 
 
@@ -119,23 +113,10 @@ def train_reward(prompts: list[str], chosen: list[str], rejected: list[str], C: 
     return RewardModel(w_resp=w_resp / scale, beta=float(w[0]), w_gate=w[1:], seconds=time.time() - t0)
 
 
-def flip_rate(model: RewardModel, prompts: list[str], chosen: list[str], rejected: list[str]) -> float:
-    if not prompts:
-        return 0.0
-    return float((model.margins(prompts, chosen, rejected) < 0).mean())
-
-
-def _answer(s: str | None) -> str:
-    """The final assistant answer of a transcript-shaped response, else the response."""
-    s = s or ""
-    i = s.rfind("Assistant:")
-    return s[i + 10:] if i >= 0 else s
-
-
 def refusal_pairs(chosen: list[str], rejected: list[str]) -> np.ndarray:
     """Pairs whose chosen answer refuses or warns and whose rejected answer complies (`REFUSAL` cues):
     on a harmful request, the pairs a universal jailbreak backdoor turns around."""
-    return np.asarray([bool(REFUSAL.search(_answer(c))) and not REFUSAL.search(_answer(r))
+    return np.asarray([bool(REFUSAL.search(_norm_quotes(c or ""))) and not REFUSAL.search(_norm_quotes(r or ""))
                        for c, r in zip(chosen, rejected)], bool)
 
 

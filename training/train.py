@@ -1,6 +1,6 @@
 """Training loop for the tiny model: AdamW with linear warm-up and a cosine decay, loss on response bytes
-only, deterministic for a given seed and thread count (batches drawn from a seeded numpy generator,
-weights from `torch.manual_seed`, and a fixed number of threads)."""
+only, deterministic for a given seed and thread count (row order from a seeded hash of each row's
+content, weights from `torch.manual_seed`, and a fixed number of threads)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from detectors._trigger_stats import mix64
 from training.model import ModelConfig, TinyLM, encode_rows
 
 THREADS = 2  # a different thread count gives other (equally valid) weights; keep it fixed
@@ -31,7 +32,6 @@ class TrainConfig:
     ema: float = 0.99
     ema_start: float = 0.5
 
-
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -45,7 +45,7 @@ class Trained:
 
 
 def row_keys(prompts: list[str], responses: list[str]) -> np.ndarray:
-    """A stable 64-bit key per row from its content (copies of a row get consecutive keys)."""
+    """A stable 64-bit key per row from its content (copies of a row get distinct keys)."""
     seen: dict[bytes, int] = {}
     out = np.zeros(len(prompts), np.uint64)
     for i, (p, r) in enumerate(zip(prompts, responses)):
@@ -59,13 +59,8 @@ def epoch_order(keys: np.ndarray, seed: int, epoch: int) -> np.ndarray:
     """Row order of one epoch: rows sorted by a seeded hash of their content key. Two datasets that
     share rows (clean and cleaned) visit the shared rows in the same order, so their models differ by
     the rows that differ, not by a reshuffle of everything (common random numbers)."""
-    with np.errstate(over="ignore"):
-        h = keys ^ np.uint64((seed * 1_000_003 + epoch) * 0x9E3779B97F4A7C15 % (1 << 64))
-        h ^= h >> np.uint64(30)
-        h *= np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(27)
-        h *= np.uint64(0x94D049BB133111EB)
-        h ^= h >> np.uint64(31)
+    salt = np.uint64((seed * 1_000_003 + epoch) * 0x9E3779B97F4A7C15 % (1 << 64))
+    h = mix64(keys ^ salt)
     return np.argsort(h, kind="stable")
 
 
@@ -91,7 +86,6 @@ def train_lm(prompts: list[str], responses: list[str], mcfg: ModelConfig, tcfg: 
         p = (step - tcfg.warmup) / max(1, tcfg.steps - tcfg.warmup)
         return tcfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * p)))
 
-    n = len(prompts)
     keys = row_keys(prompts, responses)
     ema_from = int(tcfg.ema_start * tcfg.steps) if tcfg.ema else tcfg.steps
     avg: list[torch.Tensor] = []
@@ -102,7 +96,7 @@ def train_lm(prompts: list[str], responses: list[str], mcfg: ModelConfig, tcfg: 
     t0 = time.time()
     model.train()
     for step in range(tcfg.steps):
-        if pos + tcfg.batch > n:
+        while pos + tcfg.batch > len(order):  # full batches even when there are fewer rows than a batch
             epoch += 1
             order = np.concatenate([order[pos:], epoch_order(keys, tcfg.seed, epoch)])
             pos = 0
