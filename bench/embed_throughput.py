@@ -21,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE = Path(__file__).resolve().parents[1] / "shardguard" / "sample"
+from shardguard import SAMPLE_DIR  # noqa: E402
+
+SAMPLE = SAMPLE_DIR
 
 
 def web_docs(n: int) -> list[str]:

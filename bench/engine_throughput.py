@@ -18,16 +18,18 @@ import os
 import sys
 import time
 
+from shardguard import SAMPLE_DIR  # noqa: E402
+
 
 def build_corpus(n: int, out_dir, seed: int = 0) -> list:
     import gzip
     import json
     from pathlib import Path
 
-    import poison
-    from shardguard.atomic import write_jsonl
+    from shardguard.core.atomic import write_jsonl
+    from shardguard.eval import poison
 
-    sample = Path(__file__).resolve().parents[1] / "shardguard" / "sample"
+    sample = SAMPLE_DIR
 
     def read(rel):
         with gzip.open(sample / rel, "rt", encoding="utf-8") as f:
@@ -69,8 +71,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     logging.getLogger("apache_beam").setLevel(logging.ERROR)
 
-    from shardguard import scan
-    from shardguard.config import ScanConfig
+    from shardguard.pipeline import stages as scan
+    from shardguard.pipeline.config import ScanConfig
 
     cfg = ScanConfig()
     if args.detectors:

@@ -14,6 +14,8 @@ import os
 import sys
 import time
 
+from shardguard import SAMPLE_DIR  # noqa: E402
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,11 +36,11 @@ def main(argv=None) -> int:
     import numpy as np
     from datasketch import MinHash, MinHashLSH
 
-    from detectors.exact_dup import ExactDuplicates
-    from detectors.minhash import MinHashNearDuplicates, shingle_hashes, signatures
-    from ingest import ShardInfo, ingest_shard
+    from shardguard.detectors.dedup.exact_dup import ExactDuplicates
+    from shardguard.detectors.dedup.minhash import MinHashNearDuplicates, shingle_hashes, signatures
+    from shardguard.ingest import ShardInfo, ingest_shard
 
-    sample = Path(__file__).resolve().parents[1] / "shardguard" / "sample"
+    sample = SAMPLE_DIR
     base = []
     for f in ["web_c4_commoncrawl_sample/c4_cc_docs.web.jsonl.gz", "web_wikipedia_passages/wikipedia_passages.part1.web.jsonl.gz"]:
         with gzip.open(sample / f, "rt", encoding="utf-8") as fh:
@@ -73,7 +75,7 @@ def main(argv=None) -> int:
     x, st = shingle_hashes(texts)
     t_sh = time.perf_counter() - t
     rec("shardguard shingling (word 5-grams, vectorised)", t_sh)
-    from detectors.minhash import perm_params
+    from shardguard.detectors.dedup.minhash import perm_params
 
     a, b = perm_params(128)
     t = time.perf_counter()

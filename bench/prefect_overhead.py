@@ -45,7 +45,7 @@ def main(argv=None) -> int:
     shard.write_text("".join(rows), encoding="utf-8")
 
     t = time.perf_counter()
-    from flows.scan import run_scan
+    from shardguard.flows.scan import run_scan
 
     import_s = time.perf_counter() - t
     direct = []
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     print(f"\nscan of {args.rows} SFT rows, median of {args.repeat}; Python {sys.version.split()[0]}\n")
     print("| mode | seconds per scan | overhead vs direct |")
     print("|---|---|---|")
-    print(f"| import flows.scan (prefect, pyarrow, polars), once per process | {import_s:.2f} | |")
+    print(f"| import shardguard.flows.scan (prefect, pyarrow, polars), once per process | {import_s:.2f} | |")
     print(f"| direct (no server configured; the CLI default) | {d:.2f} | 0 |")
     print(f"| recorded flow run in a running local server | {r:.2f} | {r - d:+.2f} |")
     print(f"| (starting that server, once) | {server_start:.1f} | |")

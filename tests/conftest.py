@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from shardguard.atomic import write_jsonl  # also imported by the tests from here
+from shardguard.core.atomic import write_jsonl  # also imported by the tests from here
 
 for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TOKENIZERS_PARALLELISM": "false",
@@ -45,7 +45,7 @@ def canon_sft(rows: list[dict]) -> list[dict]:
 
 def sft_batches(rows: list[dict], tmp: Path, batch_size: int = 2048) -> list:
     """Write rows as a JSONL shard and read it back as canonical Arrow batches (the scan's ingest)."""
-    from ingest import ingest_shard
+    from shardguard.ingest import ingest_shard
 
     path = write_jsonl(tmp / f"rows-{len(rows)}-{batch_size}.jsonl", rows)
     return list(ingest_shard(path, path.name, "sft", batch_size))
@@ -150,3 +150,29 @@ def prefect_server(tmp_path_factory):
     finally:
         stop_process_group(proc, 30)
         log.close()
+
+
+# -- a local webhook receiver (service tests) -----------------------------------------------------
+
+import threading  # noqa: E402
+from http.server import BaseHTTPRequestHandler, HTTPServer  # noqa: E402
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list[dict] = []
+
+    def do_POST(self):  # noqa: N802
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def webhook_server():
+    _Hook.received = []
+    srv = HTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_port}/hook", _Hook.received

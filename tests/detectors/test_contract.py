@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 from conftest import SAMPLE, read_jsonl_gz
 
-import detectors
-from detectors.base import CATEGORIES
-from ingest import RECORD_SCHEMA, ShardInfo, ingest_shard
+from shardguard import detectors
+from shardguard.detectors.base import CATEGORIES
+from shardguard.ingest import RECORD_SCHEMA, ShardInfo, ingest_shard
 
 
 def corpus(tmp_path):

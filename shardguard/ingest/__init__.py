@@ -1,0 +1,166 @@
+"""Ingest: shards of any supported format -> Arrow record batches in one canonical schema.
+
+`expand_paths` turns the user's paths into (path, shard name) pairs; `ingest_shard` streams one
+shard as `pa.RecordBatch`es (good records, with provenance) and `Malformed` items (rows that could
+not be read, naming the row and what is wrong). Memory is bounded by the batch size.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+from shardguard.core.normalize import content_hash
+from shardguard.core.schema import RECORD_SCHEMA
+from shardguard.ingest.readers import Limits, Raw, ShardError, is_shard_file, read_shard, split_ext
+from shardguard.ingest.schema import FIELDS, KINDS, TEXT_FIELDS, SchemaError, detect_kind, to_canonical
+
+__all__ = [
+    "RECORD_SCHEMA", "Limits", "Malformed", "ShardError", "ShardInfo", "expand_paths", "ingest_shard",
+    "KINDS", "FIELDS", "read_records",
+]
+
+
+
+@dataclass
+class Malformed:
+    shard: str
+    row: int
+    reason: str
+    raw: str | None = None
+
+
+@dataclass
+class ShardInfo:
+    shard: str
+    path: str
+    format: str = ""
+    kind: str | None = None
+    rows: int = 0
+    malformed: int = 0
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def expand_paths(paths: list[str | Path]) -> tuple[list[tuple[Path, str]], list[dict]]:
+    """Files as given; folders walked recursively (sorted), shard names relative to the folder.
+
+    Returns (shards, skipped) where skipped lists files in folders that are not shards, with why."""
+    out: list[tuple[Path, str]] = []
+    skipped: list[dict] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            for f in sorted(q for q in p.rglob("*") if q.is_file()):
+                rel = str(f.relative_to(p))
+                if any(part.startswith(".") for part in f.relative_to(p).parts):
+                    continue
+                if is_shard_file(f):
+                    out.append((f, rel))
+                elif f.name.lower() not in ("license", "source.txt", "readme.md", "dataset_info.json",
+                                            "state.json", "dataset_dict.json") and "license" not in f.name.lower():
+                    skipped.append({"file": rel, "reason": f"not a supported shard format ({''.join(f.suffixes) or 'no extension'})"})
+        else:
+            out.append((p, str(p)))
+    return out, skipped
+
+
+def _record_text(kind: str, rec: dict) -> str:
+    return "\n".join(rec[f] for f in TEXT_FIELDS[kind] if rec.get(f))
+
+
+def ingest_shard(
+    path: Path, shard: str, kind: str = "auto", batch_size: int = 2048, limits: Limits | None = None,
+    info: ShardInfo | None = None, seq_start: int = 0,
+) -> Iterator[pa.RecordBatch | Malformed]:
+    """Stream one shard. Raises ShardError only when nothing of the shard can be read.
+
+    `seq` numbers the good records from `seq_start` (the scan passes the count so far)."""
+    info = info or ShardInfo(shard=shard, path=str(path))
+    ext, comp = split_ext(path)
+    info.format = ext.lstrip(".") + (f"+{comp}" if comp else "")
+    if path.is_dir():
+        raise ShardError("is a folder inside a file list")
+    if not path.exists():
+        raise ShardError("file does not exist")
+    raws = read_shard(path, limits)
+    resolved = None if kind == "auto" else kind
+    pending: list[Raw] = []
+    if resolved is None:  # look ahead until one record tells the kind
+        for r in raws:
+            pending.append(r)
+            if r.obj is not None and (k := detect_kind(r.obj)):
+                resolved = k
+                break
+            if len(pending) >= 1000:
+                break
+    info.kind = resolved
+
+    cols: dict[str, list] = {name: [] for name in RECORD_SCHEMA.names}
+
+    def flush():
+        batch = pa.RecordBatch.from_pydict(cols, schema=RECORD_SCHEMA)
+        for v in cols.values():
+            v.clear()
+        return batch
+
+    def chain():
+        yield from pending
+        yield from raws
+
+    for r in chain():
+        info.rows += 1
+        if r.obj is None:
+            info.malformed += 1
+            yield Malformed(shard, r.row, r.error or "unreadable", r.text)
+            continue
+        if resolved is None:
+            info.malformed += 1
+            yield Malformed(shard, r.row, f"cannot tell the record kind from fields {sorted(r.obj)[:8]}; pass --kind",
+                            json.dumps(r.obj, ensure_ascii=False, default=str)[:4096])
+            continue
+        try:
+            rec = to_canonical(r.obj, resolved)
+        except SchemaError as e:
+            info.malformed += 1
+            yield Malformed(shard, r.row, f"{resolved} record: {e}", json.dumps(r.obj, ensure_ascii=False, default=str)[:4096])
+            continue
+        try:
+            raw = json.dumps(r.obj, ensure_ascii=False, default=str)
+        except (TypeError, ValueError) as e:  # pragma: no cover - default=str covers most
+            info.malformed += 1
+            yield Malformed(shard, r.row, f"record cannot be serialised: {e}")
+            continue
+        cols["shard"].append(shard)
+        cols["row"].append(r.row)
+        cols["seq"].append(seq_start + info.rows - info.malformed - 1)
+        cols["record_id"].append(content_hash({k: rec[k] for k in FIELDS[resolved]}))
+        cols["kind"].append(resolved)
+        cols["text"].append(_record_text(resolved, rec))
+        for f in ("url", "instruction", "input", "response", "prompt", "chosen", "rejected"):
+            cols[f].append(rec.get(f))
+        cols["raw"].append(raw)
+        if len(cols["row"]) >= batch_size:
+            yield flush()
+    if cols["row"]:
+        yield flush()
+
+
+def read_records(path: str | Path, kind: str = "auto") -> tuple[str, list[dict], list[Malformed]]:
+    """Whole shard as canonical dicts (for small tools: poisoning, training). Returns (kind, records, bad)."""
+    path = Path(path)
+    info = ShardInfo(shard=path.name, path=str(path))
+    recs: list[dict] = []
+    bad: list[Malformed] = []
+    for item in ingest_shard(path, path.name, kind, info=info):
+        if isinstance(item, Malformed):
+            bad.append(item)
+            continue
+        for d in item.to_pylist():
+            k = d["kind"]
+            out = {f: d[f] for f in FIELDS[k]}
+            recs.append(out)
+    return info.kind or kind, recs, bad

@@ -1,0 +1,105 @@
+"""The scan, composed once: `scan()` runs ingest -> detect -> decide -> write and returns a `ScanResult`.
+
+Everything that scans goes through here: the CLI, the Prefect flows (which pass a `run_stage` that
+makes each stage a task run), the incremental service (which adds the accepted corpus as context),
+the bench, the training comparison and the demo.
+
+    result = scan(["data/"], "audit/")
+    result.summary["verdicts"], result.findings.num_rows, result.out / "flags.parquet"
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from shardguard import detectors
+from shardguard.pipeline import stages
+from shardguard.pipeline.config import ScanConfig
+
+# run_stage(name, fn, *args) -> fn(*args); the flows layer passes one that makes each stage a task run
+StageRunner = Callable[..., Any]
+
+
+def direct(name: str, fn: Callable, *args: Any) -> Any:
+    return fn(*args)
+
+
+@dataclass
+class ScanResult:
+    summary: dict[str, Any]
+    findings: pa.Table  # what flags.parquet holds: detector findings and malformed rows, sorted
+    out: Path
+
+    @property
+    def files(self) -> dict[str, dict]:
+        """shard -> its output files (clean/, quarantine/, malformed, unreadable), relative to `out`."""
+        return {e["shard"]: e.get("outputs", {}) for e in self.summary["shards"]}
+
+
+def write(out: str, staging: Path, ingested: stages.Ingested, decided: dict, findings: pa.Table, summary: dict,
+          cfg: ScanConfig) -> tuple[dict, pa.Table]:
+    """clean/, quarantine/, flags.parquet, report.html, summary.json, moved into `out` atomically."""
+    redactor = None
+    if cfg.redact:
+        from shardguard.detectors.memorization.pii import make_redactor
+
+        redactor = make_redactor()
+    files = stages.stage_write_records(staging, ingested, decided, redactor)
+    for e in summary["shards"]:
+        e["outputs"] = files.get(e["shard"], {})
+    flags = stages.sort_findings(pa.concat_tables([findings, stages.malformed_findings(ingested.malformed)]))
+    from shardguard.report.html import scan_report
+    from shardguard.report.sections import detector_sections
+
+    html = scan_report(summary, flags, detector_sections(summary.get("discoveries", {})))
+    stages.publish(Path(out), staging, flags, summary, html)
+    return summary, flags
+
+
+def scan(paths: list[str | Path], out: str | Path, kind: str = "auto", engine: str = "local",
+         config: ScanConfig | dict | None = None, beam_options: list[str] | None = None, *,
+         context_paths: list[str | Path] | None = None, inputs_label: list[str] | None = None,
+         extra_summary: dict[str, Any] | None = None, run_stage: StageRunner = direct) -> ScanResult:
+    """Scan `paths` into `out`.
+
+    `context_paths`: shards read alongside (first) so cross-shard detectors see them, then dropped from
+    findings, verdicts and outputs (the service's accepted corpus). `inputs_label`: what summary.json
+    names as the inputs (default: `paths`). `extra_summary`: keys added to summary.json. `config`: a
+    `ScanConfig`, or the same settings as a dict (as in a TOML file)."""
+    t0 = time.time()
+    cfg = config if isinstance(config, ScanConfig) else ScanConfig.from_dict(config or {})
+    dets = detectors.build(cfg.detectors, cfg.only)
+    out_p = Path(out)
+    out_p.mkdir(parents=True, exist_ok=True)
+    stages.clear_stale(out_p)
+    work = stages.work_dir(out_p)
+    staging = out_p / f".staging-{os.getpid()}"
+    try:
+        ingested = run_stage("ingest", stages.stage_ingest, [str(p) for p in paths], work, kind, cfg,
+                             [str(p) for p in context_paths or []])
+        findings, discoveries, timings = run_stage("detect", stages.stage_detect, ingested.records_path, cfg,
+                                                   engine, beam_options, dets)
+        context_rows = sum(i["rows"] for i in ingested.shards if i["shard"] in set(ingested.context))
+        own, own_findings = stages.drop_context(ingested, findings, work)
+        decided = run_stage("decide", stages.stage_decide, own_findings, own, cfg, dets)
+        summary = stages.scan_meta(inputs_label or [str(p) for p in paths], kind, engine, cfg, dets) \
+            | decided["summary"]
+        summary["discoveries"] = discoveries
+        if extra_summary:
+            summary.update({k: (v | {"context_rows": context_rows} if k == "service" else v)
+                            for k, v in extra_summary.items()})
+        summary["timings"] = {"ingest": round(ingested.seconds, 3), **timings}
+        summary["seconds"] = round(time.time() - t0, 3)
+        summary, flags = run_stage("write", write, str(out_p), staging, own, decided, own_findings, summary, cfg)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
+    return ScanResult(summary, flags, out_p)
