@@ -52,21 +52,25 @@ def sft_batches(rows: list[dict], tmp: Path, batch_size: int = 2048) -> list:
 
 
 def run_detectors(dets: list, batches: list, reverse_merge: bool = False) -> tuple[dict, dict]:
-    """observe -> merge -> finalize for each detector in order (each sees the models of those before
-    it, as the engines do), then `flag` for the last one. Returns (its model, {row: finding})."""
-    models: dict = {}
-    for d in dets:
-        parts = [d.observe(b) for b in batches]
-        state = None
-        for p in parts[::-1] if reverse_merge else parts:
-            state = p if state is None else d.merge(state, p)
-        models[d.name] = d.finalize(state, dict(models))
+    """The engines' Driver over these detectors (each sees the models of those before it): observe ->
+    merge -> finalize, then `flag` for the last one. Returns (its model, {row: finding dict})."""
+    from shardguard.engine.driver import Driver
+
+    drv = Driver(dets)
+    parts = [drv.observe(b) for b in batches]
+    state = None
+    for p in parts[::-1] if reverse_merge else parts:
+        state = drv.merge(state, p)
+    models = drv.finalize(state)
     last = dets[-1]
     found = {}
     for b in batches:
         rows = b.column("row").to_pylist()
-        for f in last.flag(b, models[last.name]):
-            found[rows[f["i"]]] = f
+        for d, sel, fs in drv.flag_raw(b, models):
+            if d is last:
+                srows = sel.column("row").to_pylist() if sel.num_rows != b.num_rows else rows
+                for f in fs:
+                    found[srows[f["i"]]] = f
     return models[last.name], found
 
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import SAMPLE, read_jsonl_gz
 
 from shardguard import detectors
-from shardguard.detectors.base import CATEGORIES
+from shardguard.engine.driver import Driver
 from shardguard.ingest import RECORD_SCHEMA, ShardInfo, ingest_shard
 
 
@@ -32,29 +32,24 @@ def corpus(tmp_path):
     return batches
 
 
-def run(det, batches, order):
-    parts = [det.observe(det.select(b)) for b in batches if det.select(b).num_rows]
+def run(name, batches, order):
+    """The detector `name` (and those it requires) through the engines' one Driver, with the batches'
+    partial states merged in the given order (Beam merges in any order)."""
+    drv = Driver(detectors.build(only=[name]))
+    parts = [drv.observe(b) for b in batches]
     parts = [parts[i] for i in order(len(parts))]
-    state = None
     if order.__name__ == "tree":
         while len(parts) > 1:
-            parts = [det.merge(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
+            parts = [drv.merge(parts[i], parts[i + 1]) if i + 1 < len(parts) else parts[i]
                      for i in range(0, len(parts), 2)]
         state = parts[0] if parts else None
     else:
+        state = None
         for p in parts:
-            state = p if state is None else det.merge(state, p)
-    ctx = {}
-    for req in det.requires:
-        dep = detectors.registry()[req]()
-        ctx[req] = run(dep, batches, forward)[1]
-    model = det.finalize(state, ctx)
-    found = []
-    for b in batches:
-        sel = det.select(b)
-        if sel.num_rows:
-            found += det.to_table(sel, det.flag(sel, model)).to_pylist()
-    return sorted(found, key=lambda f: (f["shard"], f["row"], f["category"], f["reason"])), model
+            state = drv.merge(state, p)
+    models = drv.finalize(state)
+    found = [f for b in batches for t in drv.flag(b, models) for f in t.to_pylist() if f["detector"] == name]
+    return sorted(found, key=lambda f: (f["shard"], f["row"], f["category"], f["reason"])), models[name], drv
 
 
 def forward(n):
@@ -78,14 +73,14 @@ def batches(tmp_path_factory):
 
 @pytest.mark.parametrize("name", sorted(detectors.registry()))
 def test_detector_is_merge_order_free_and_well_formed(name, batches):
-    det_cls = detectors.registry()[name]
-    results = [run(det_cls(), batches, order)[0] for order in (forward, backward, tree)]
+    results = [run(name, batches, order)[0] for order in (forward, backward, tree)]
     assert results[0] == results[1] == results[2], f"{name}: findings depend on merge order"
     for f in results[0]:
-        assert f["category"] in CATEGORIES and 0.0 <= f["score"] <= 1.0
+        assert f["category"] in detectors.categories() and 0.0 <= f["score"] <= 1.0
         assert f["reason"] and len(f["reason"]) < 2000
         json.loads(f["details"])
-    disc = det_cls().discoveries(run(det_cls(), batches, forward)[1])
+    _, model, drv = run(name, batches, forward)
+    disc = next(d for d in drv.detectors if d.name == name).discoveries(model)
     json.dumps(disc, default=str)
     planted = {"exact_dup": {("web.jsonl", 150), ("sft.jsonl", 150)}, "minhash": {("web.jsonl", 151)}}
     assert {(f["shard"], f["row"]) for f in results[0]} >= planted.get(name, set())

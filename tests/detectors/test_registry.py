@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,9 +46,10 @@ def test_every_builtin_detector_declares_a_public_category():
 
 def test_external_detector_package_by_entry_point(tmp_path):
     """A user's own package adds a detector (and its report section) without touching shardguard."""
-    site = tmp_path / "site"
+    site, src = tmp_path / "site", tmp_path / "plugin_pkg"
+    shutil.copytree(PLUGIN, src)  # pip builds in the source folder: keep ours clean
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(PLUGIN)], check=True)
+                    "--target", str(site), str(src)], check=True)
     data = tmp_path / "in.jsonl"
     rows = [{"text": "THIS WHOLE DOCUMENT IS WRITTEN IN CAPITAL LETTERS FOR NO REASON", "url": "https://a.example/1"},
             {"text": "A calm document in ordinary case, as most of them are written.", "url": "https://a.example/2"}]
