@@ -15,7 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shardguard.detectors.memorization.memo import PII_PREFILTER, Match, MemoDetector, find_pii, make_redact
+from shardguard.detectors.memorization.memo import MemoDetector
+from shardguard.detectors.memorization.pii_patterns import PII_PREFILTER, find_pii
+from shardguard.detectors.memorization.redact import make_redact
+from shardguard.detectors.memorization.values import Match
 
 _BASE = {"email": 0.5, "phone": 0.5, "ip_address": 0.4, "address": 0.5, "iban": 0.7, "credit_card": 0.8, "ssn": 0.8}
 _LABEL = {"email": "email", "phone": "phone number", "ip_address": "IP address", "address": "street address",

@@ -17,7 +17,9 @@ number of records that repeat the same secret.
 
 from __future__ import annotations
 
-from shardguard.detectors.memorization.memo import SECRET_PREFILTER, Match, MemoDetector, find_secrets
+from shardguard.detectors.memorization.memo import MemoDetector
+from shardguard.detectors.memorization.secret_patterns import SECRET_PREFILTER, find_secrets, plugins
+from shardguard.detectors.memorization.values import Match
 
 _LABEL = {"aws_key": "AWS key", "github_token": "GitHub token", "slack_token": "Slack token",
           "private_key": "private key", "jwt": "JWT"}
@@ -33,6 +35,9 @@ class Secrets(MemoDetector):
         "max_matches_listed": 50,
         "top_repeated": 25,
     }
+
+    def setup(self) -> None:
+        plugins()  # detect-secrets' plugin classes, loaded once per process
 
     def find(self, text: str) -> list[Match]:
         return find_secrets(text)

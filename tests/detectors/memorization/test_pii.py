@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE, read_jsonl_gz, write_jsonl
 
-from shardguard.detectors.memorization.memo import find_pii
 from shardguard.detectors.memorization.pii import PII, make_redactor
+from shardguard.detectors.memorization.pii_patterns import find_pii
 from shardguard.report.sections import renderer
 
 PLANTED = {

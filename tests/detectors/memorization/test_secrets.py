@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from conftest import SAMPLE, read_jsonl_gz
 
-from shardguard.detectors.memorization.memo import find_secrets
+from shardguard.detectors.memorization.secret_patterns import find_secrets
 from shardguard.detectors.memorization.secrets import Secrets
 from shardguard.report.sections import renderer
 
@@ -104,7 +104,7 @@ def test_poison_attacks_recall_and_no_full_value_in_outputs(tmp_path):
     import pyarrow.parquet as pq
     from conftest import write_jsonl
 
-    from shardguard.detectors.memorization.memo import value_hash
+    from shardguard.detectors.memorization.values import value_hash
     from shardguard.eval import poison
     from shardguard.flows.scan import run_scan
 
