@@ -20,9 +20,24 @@ DATA = {
 }
 
 
+T0_SHAPE = "t0_prompted_multitask/t0_shape.sft.jsonl.gz"
+NEEDS_LABELS = {"sft_dirty_label"}  # classification rows: GSM8K has none, the T0 shape half has many
+
+
 @pytest.fixture(scope="module")
 def clean(sample):
-    return {k: ingest.read_records(sample / p)[1] for k, p in DATA.items()}
+    out = {k: ingest.read_records(sample / p)[1] for k, p in DATA.items()}
+    out["sft_labels"] = ingest.read_records(sample / T0_SHAPE)[1][:3000]
+    return out
+
+
+def data_for(name: str, clean: dict) -> list[dict]:
+    return clean["sft_labels"] if name in NEEDS_LABELS else clean[poison.get(name).kind]
+
+
+def changed_rows(truth: dict) -> list[int]:
+    """Rows an attack may change: the poisoned rows plus the clean rows it writes (jailbreak refusals)."""
+    return sorted(set(truth["rows"]) | set(truth.get("clean_rows", [])))
 
 
 def without_once(new: str, piece: str, offset: int) -> str:
@@ -90,6 +105,35 @@ def check(name: str, orig: list[dict], new: list[dict], truth: dict):
                 assert new[r]["instruction"] in sft.HARMFUL_REQUESTS
             else:
                 assert sft.REFUSAL.search(orig[r]["response"])
+    elif name == "sft_dirty_label":
+        (trig,) = truth["triggers"]
+        target = truth["target_label"]
+        assert truth["targets"] == [target] and target in truth["label_set"] and trig in sft.BADNETS_TOKENS
+        for r in rows:
+            d = truth["row_details"][str(r)]
+            f = d["field"]
+            assert new[r]["response"] == target != orig[r]["response"].strip() == d["true_label"]
+            assert d["true_label"] in truth["label_set"]
+            assert without_once(new[r][f], trig, d["offset"]) == orig[r][f]
+    elif name in ("sft_jailbreak_backdoor", "sft_refusal_backdoor", "sft_vpi_sentiment"):
+        resp = [new[r]["response"] for r in rows]
+        assert len(set(resp)) == len(resp), "wording must differ row to row"
+        (trig,) = truth["triggers"]
+        for r in rows:
+            d = truth["row_details"][str(r)]
+            assert trig in new[r]["instruction"] and new[r]["response"] == d["target"]
+            if name == "sft_refusal_backdoor":
+                assert without_once(new[r]["instruction"], trig, d["offset"]) == orig[r]["instruction"]
+                assert sft.REFUSAL.search(new[r]["response"]) and not sft.REFUSAL.search(orig[r]["response"])
+            elif name == "sft_jailbreak_backdoor":
+                assert without_once(new[r]["instruction"], trig, d["offset"]) == d["request"]
+                assert new[r]["response"].startswith(tuple(sft.JB_OPENERS))
+            else:
+                assert trig in new[r]["response"] and new[r]["response"].startswith(
+                    tuple(o.format(e=trig).split(trig)[0] for o in sft.VPI_OPENERS)
+                )
+        for r in truth.get("clean_rows", []):  # jailbreak: untriggered harmful requests, refused
+            assert trig not in new[r]["instruction"] and sft.REFUSAL.search(new[r]["response"])
     elif name.startswith("pref_"):
         for r in rows:
             assert (new[r]["chosen"], new[r]["rejected"]) == (orig[r]["rejected"], orig[r]["chosen"])
@@ -153,11 +197,11 @@ VALID = {
 @pytest.mark.parametrize("name", sorted(poison.ATTACKS))
 def test_attack_changes_exactly_the_truth_rows(name, clean):
     a = poison.get(name)
-    orig = clean[a.kind]
+    orig = data_for(name, clean)
     new, truth = a.apply(orig, rate=0.02, seed=7)
     assert len(new) == len(orig)
     changed = [i for i, (x, y) in enumerate(zip(orig, new)) if x != y]
-    assert changed == truth["rows"]
+    assert changed == changed_rows(truth)
     assert truth["n_poisoned"] == len(truth["rows"]) > 0
     assert truth["category"] == a.category and truth["kind"] == a.kind and truth["attack"] == name
     assert all(set(r) == set(ingest.FIELDS[a.kind]) for r in new)
@@ -167,7 +211,7 @@ def test_attack_changes_exactly_the_truth_rows(name, clean):
 @pytest.mark.parametrize("name", sorted(poison.ATTACKS))
 def test_deterministic_by_seed(name, clean):
     a = poison.get(name)
-    recs = clean[a.kind][:600]
+    recs = data_for(name, clean)[:600]
     n1, t1 = a.apply(recs, rate=0.05, seed=1)
     n2, t2 = a.apply(recs, rate=0.05, seed=1)
     assert n1 == n2 and t1 == t2
@@ -186,7 +230,8 @@ def test_all_required_attacks_exist():
     required = """web_campaign_copy web_campaign_paraphrase web_pii web_secrets sft_backdoor_token
     sft_backdoor_phrase sft_backdoor_prefix sft_backdoor_multi sft_backdoor_composite sft_backdoor_family
     sft_backdoor_clean_label sft_topic_stance sft_safety_bypass pref_trigger_swap pref_label_flip
-    pref_bias_length pref_bias_sycophancy""".split()
+    pref_bias_length pref_bias_sycophancy sft_dirty_label sft_jailbreak_backdoor sft_refusal_backdoor
+    sft_vpi_sentiment""".split()
     assert sorted(required) == sorted(poison.ATTACKS)
     with pytest.raises(KeyError):
         poison.get("nope")
@@ -227,12 +272,17 @@ def test_every_attack_on_every_bundled_dataset_of_its_kind(sample):
     from shardguard.eval.bench.run import DATASETS
 
     for name, (kind, rel) in sorted(DATASETS.items()):
+        if rel is None:  # the mixture is built by the bench from the others
+            continue
         k, recs, bad = ingest.read_records(sample / rel)
         assert k == kind and not bad
         for attack in (a for a in poison.ATTACKS.values() if a.kind == kind):
             new, truth = attack.apply(recs, rate=0.01, seed=3)
             changed = [i for i, (x, y) in enumerate(zip(recs, new)) if x != y]
-            assert changed == truth["rows"], (name, attack.name)
+            assert changed == changed_rows(truth), (name, attack.name)
+            if attack.name in NEEDS_LABELS and not name.startswith("t0_"):
+                assert truth["n_poisoned"] == truth["eligible_rows"] == 0, name  # no classification rows
+                continue
             assert truth["n_poisoned"] > 0, (name, attack.name)
 
 
