@@ -32,11 +32,17 @@ def _rates(v: str | None) -> list[float] | None:
 @click.option("--rates", help="Comma-separated rates (default 0.001,0.003,0.005,0.01,0.03,0.05).")
 @click.option(
     "--datasets",
-    help="Comma-separated datasets: c4, wikipedia, gsm8k, gsm8k_train, dolly, self_instruct, hh_rlhf, "
-    "dpo_demo (default: all but self_instruct and gsm8k_train).",
+    help="Comma-separated datasets: c4, wikipedia, gsm8k, gsm8k_train, dolly, self_instruct, t0_shape, "
+    "t0_check, mixture (every bundled SFT set shuffled together), hh_rlhf, dpo_demo (default: all). SFT sets "
+    "are reported in the shape / check groups of bench/splits.toml, plus the mixture.",
 )
 @click.option("--detectors", "only", help="Comma-separated detectors to run (default: all enabled).")
-@click.option("--limit", type=int, help="Use only the first N rows of each dataset.")
+@click.option(
+    "--limit",
+    type=int,
+    help="Use only the first N rows of each dataset (default: datasets over 6,000 rows, T0 and the "
+    "mixture, are cut to their first 6,000 rows).",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
     "--prefect/--no-prefect",

@@ -8,6 +8,20 @@ from pathlib import Path
 
 from shardguard.core.atomic import atomic_write_text
 
+GROUP_ORDER = ["shape", "check", "mixture", "other"]
+
+
+def _group(r: dict) -> str:
+    if r.get("group"):
+        return r["group"]
+    from shardguard.eval.bench.run import group_of
+
+    return group_of(r["dataset"])
+
+
+def _gkey(g: str) -> int:
+    return GROUP_ORDER.index(g) if g in GROUP_ORDER else len(GROUP_ORDER)
+
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}"
@@ -29,6 +43,7 @@ def _trig(res: dict) -> str:
 
 def rows_detail(bench: dict) -> tuple[list[str], list[list]]:
     headers = [
+        "group",
         "attack",
         "dataset",
         "rate",
@@ -47,17 +62,19 @@ def rows_detail(bench: dict) -> tuple[list[str], list[list]]:
         "s",
     ]
     rows = []
-    for r in bench["results"]:
+    for r in sorted(bench["results"], key=lambda r: _gkey(_group(r))):
         name, b = _best(r)
         a = r["all"]
-        if "error" in r:
+        if "error" in r or "skipped" in r:
+            why = "FAILED: " + r["error"][:80] if "error" in r else "skipped: " + r["skipped"]
             rows.append(
-                [r["attack"], r["dataset"], r["rate"], "-", r["category"], "FAILED: " + r["error"][:80]]
-                + [""] * (len(headers) - 6)
+                [_group(r), r["attack"], r["dataset"], r["rate"], "-", r["category"], why]
+                + [""] * (len(headers) - 7)
             )
             continue
         rows.append(
             [
+                _group(r),
                 r["attack"],
                 r["dataset"],
                 r["rate"],
@@ -80,20 +97,57 @@ def rows_detail(bench: dict) -> tuple[list[str], list[list]]:
 
 
 def rows_pivot(bench: dict, key: str = "recall") -> tuple[list[str], list[list]]:
-    """attack x dataset rows, one column per rate: the "all detectors" metric in the attack's category."""
+    """group x attack x dataset rows (shape, check, mixture, then web/preference), one column per rate:
+    the "all detectors" metric in the attack's category; n/a where nothing could be planted."""
     rates = sorted({r["rate"] for r in bench["results"]})
-    cell: dict[tuple[str, str], dict[float, str]] = defaultdict(dict)
-    for r in bench["results"]:
+    cell: dict[tuple[str, str, str], dict[float, str]] = defaultdict(dict)
+    for r in sorted(bench["results"], key=lambda r: _gkey(_group(r))):
         a = r["all"]
-        cell[(r["attack"], r["dataset"])][r["rate"]] = (
+        cell[(_group(r), r["attack"], r["dataset"])][r["rate"]] = (
             "error"
             if "error" in r
+            else "n/a"
+            if "skipped" in r
             else f"{a['recall']:.2f}/{a['precision']:.2f}"
             if key == "rp"
             else f"{a[key]:.2f}"
         )
-    headers = ["attack", "dataset"] + [f"{100 * x:g}%" for x in rates]
-    return headers, [[a, d] + [v.get(x, "") for x in rates] for (a, d), v in cell.items()]
+    headers = ["group", "attack", "dataset"] + [f"{100 * x:g}%" for x in rates]
+    return headers, [[g, a, d] + [v.get(x, "") for x in rates] for (g, a, d), v in cell.items()]
+
+
+def rows_groups(bench: dict) -> tuple[list[str], list[list]]:
+    """SFT groups (shape, check, mixture) x attack, one column per rate: recall/precision pooled over the
+    group's datasets (planted rows caught / planted rows; caught / flagged), runs with nothing planted
+    or a failure left out."""
+    rates = sorted({r["rate"] for r in bench["results"]})
+    acc: dict[tuple[str, str], dict[float, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
+    for r in bench["results"]:
+        g = _group(r)
+        if g == "other" or "error" in r or "skipped" in r or not r["n_poisoned"]:
+            continue
+        c = acc[(g, r["attack"])][r["rate"]]
+        c[0] += r["all"]["tp"]
+        c[1] += r["n_poisoned"]
+        c[2] += r["all"]["flagged"]
+
+    def fmt(c):
+        return f"{c[0] / c[1]:.2f}/{c[0] / c[2] if c[2] else 0.0:.2f}" if c[1] else ""
+
+    keys = sorted(acc, key=lambda k: (_gkey(k[0]), k[1]))
+    headers = ["group", "attack"] + [f"{100 * x:g}%" for x in rates]
+    return headers, [[g, a] + [fmt(acc[(g, a)][x]) if x in acc[(g, a)] else "" for x in rates] for g, a in keys]
+
+
+def groups_line(bench: dict) -> str:
+    m = bench["meta"]
+    groups = m.get("groups") or {}
+    parts = [f"{g}: {', '.join(ds)}" for g, ds in groups.items() if ds]
+    cap = m.get("cap")
+    line = "Groups (" + m.get("splits", "bench/splits.toml") + "): " + "; ".join(parts) + "."
+    if cap and not m.get("limit"):
+        line += f" Datasets over {cap:,} rows cut to their first {cap:,} (T0 and the mixture are shuffled)."
+    return line
 
 
 def rows_per_type(bench: dict) -> tuple[list[str], list[list]]:
@@ -110,12 +164,12 @@ def rows_per_type(bench: dict) -> tuple[list[str], list[list]]:
 
 def rows_clean(bench: dict) -> tuple[list[str], list[list]]:
     cats = ["poison", "duplicate", "pii", "secret", "quality"]
-    headers = ["dataset", "kind", "rows"] + [f"{c} %" for c in cats] + ["verdict", "s"]
+    headers = ["group", "dataset", "kind", "rows"] + [f"{c} %" for c in cats] + ["verdict", "s"]
     rows = [
-        [c["dataset"], c["kind"], c["rows"]]
+        [_group(c), c["dataset"], c["kind"], c["rows"]]
         + [_pct(c["fp_rate"].get(k, 0.0)) for k in cats]
         + [c["verdict"], c["seconds"]]
-        for c in bench["clean"]
+        for c in sorted(bench["clean"], key=lambda c: _gkey(_group(c)))
     ]
     return headers, rows
 
@@ -142,6 +196,9 @@ def terminal(bench: dict) -> str:
     parts = [
         f"shardguard bench ({m.get('mode', 'full')}; {m['seconds']} s; "
         f"detectors: {', '.join(m['detectors'])})",
+        groups_line(bench),
+        "\nSFT groups, recall / precision pooled over each group's datasets:",
+        text_table(*rows_groups(bench)),
         "\nRecall / precision, all detectors, attack's category:",
         text_table(*rows_pivot(bench, "rp")),
         "\nClean data, % of rows flagged:",
@@ -163,6 +220,12 @@ def markdown(bench: dict) -> str:
                 f"Datasets: {', '.join(f'`{k}` ({v})' for k, v in m['datasets'].items())}"
                 + (f", first rows only ({m['limit']})" if m.get("limit") else "")
                 + ".",
+                groups_line(bench),
+                "## SFT groups: recall/precision by rate, pooled over each group's datasets",
+                "*shape*: data the detectors may be designed on; *check*: data only measured on (the figures "
+                "that count); *mixture*: every bundled SFT set shuffled together. n/a runs (nothing could be "
+                "planted) are left out.",
+                md_table(*rows_groups(bench)),
                 "## Recall by rate (all detectors, rows flagged in the attack's category)",
                 md_table(*rows_pivot(bench, "recall")),
                 "## Precision by rate (all detectors, attack's category; 0.00 where nothing was flagged)",
@@ -198,6 +261,8 @@ def _plots(bench: dict) -> str:
         fig, ax = plt_figure(4.2, 2.6)
         series: dict[str, list[tuple[float, float, float]]] = defaultdict(list)
         for r in rs:
+            if "skipped" in r:
+                continue
             series[r["dataset"]].append((r["rate"], r["all"]["recall"], r["any_category_recall"]))
         for i, (d, pts) in enumerate(sorted(series.items())):
             pts.sort()
@@ -216,7 +281,8 @@ def _plots(bench: dict) -> str:
         ax.set_xlabel("poison rate (%)")
         ax.set_ylabel("recall")
         ax.set_title(attack, fontsize=10)
-        ax.legend(fontsize=7)
+        if series:
+            ax.legend(fontsize=7)
         out.append(
             f"<div style='display:inline-block;margin:4px'>{png(fig)}<div class='small'>"
             f"{e(attack)} ({e(rs[0]['category'])})</div></div>"
@@ -237,13 +303,17 @@ def html_page(bench: dict) -> str:
         "<h2>Recall / precision by rate</h2>",
     ]
     h, rows = rows_pivot(bench, "rp")
-    body.append(table(h, rows, num_cols=set(range(2, len(h)))))
+    body.append(table(h, rows, num_cols=set(range(3, len(h)))))
+    h, rows = rows_groups(bench)
+    if rows:
+        body.append(f"<h2>SFT groups: recall / precision pooled</h2><p class='small'>{e(groups_line(bench))}</p>")
+        body.append(table(h, rows, num_cols=set(range(2, len(h)))))
     body.append("<h2>Clean data: % of rows flagged</h2>")
     h, rows = rows_clean(bench)
-    body.append(table(h, rows, num_cols=set(range(2, len(h)))))
+    body.append(table(h, rows, num_cols=set(range(3, len(h)))))
     body.append("<h2>Every run</h2>")
     h, rows = rows_detail(bench)
-    body.append(table(h, rows, num_cols={2, 6, 7, 8, 9, 10, 11, 12, 15}))
+    body.append(table(h, rows, num_cols={3, 7, 8, 9, 10, 11, 12, 13, 16}))
     disc = [
         [
             r["attack"],

@@ -9,6 +9,13 @@ truth rows flagged in *any* category (so a campaign caught as `duplicate` shows 
 the shard verdict, the triggers the scan reported (summary["discoveries"]) and whether each planted
 trigger was reported exactly. Each clean dataset is also scanned once: rows flagged per category / rows.
 
+SFT datasets belong to the *shape* or *check* group of bench/splits.toml (data the detectors may be
+designed on / data only measured on) or are the *mixture* (every bundled SFT set, T0 included,
+concatenated and shuffled, built into the work folder); every result carries its `group` and the
+outputs report the groups side by side. Datasets larger than `cap` rows (default 6,000) are cut to their
+first `cap` rows (the T0 files and the mixture are shuffled, so that is a uniform sample); `limit` takes
+the first N rows of every dataset instead.
+
 Writes bench.json, bench.md and bench.html into out_dir; returns the bench.json dict.
 """
 
@@ -17,8 +24,10 @@ from __future__ import annotations
 import json
 import os
 import platform
+import random
 import shutil
 import time
+import tomllib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -28,19 +37,57 @@ from shardguard.eval import poison
 from shardguard.pipeline.scan import scan
 
 SAMPLE = SAMPLE_DIR
+# the shape/check split of the SFT data (also at bench/splits.toml, a link to this file)
+SPLITS_FILE = Path(__file__).resolve().with_name("splits.toml")
 
-# name -> (kind, path under shardguard/sample)
-DATASETS: dict[str, tuple[str, str]] = {
+# name -> (kind, path under shardguard/sample); the mixture has no file: it is built from MIXTURE_PARTS
+DATASETS: dict[str, tuple[str, str | None]] = {
     "c4": ("web", "web_c4_commoncrawl_sample/c4_cc_docs.web.jsonl.gz"),
     "wikipedia": ("web", "web_wikipedia_passages/wikipedia_passages.part1.web.jsonl.gz"),
     "gsm8k": ("sft", "gsm8k/gsm8k_test.sft.jsonl.gz"),
     "gsm8k_train": ("sft", "gsm8k/gsm8k_train.part1.sft.jsonl.gz"),
     "dolly": ("sft", "dolly_hhrlhf_small/dolly_hhrlhf_small.sft.jsonl.gz"),
     "self_instruct": ("sft", "self_instruct_human_written/user_oriented_instructions.sft.jsonl.gz"),
+    "t0_shape": ("sft", "t0_prompted_multitask/t0_shape.sft.jsonl.gz"),
+    "t0_check": ("sft", "t0_prompted_multitask/t0_check.sft.jsonl.gz"),
+    "mixture": ("sft", None),
     "hh_rlhf": ("preference", "hh_rlhf_harmless_base_test/harmless_base_test.preference.jsonl.gz"),
     "dpo_demo": ("preference", "llamafactory_dpo_en_demo/dpo_en_demo.preference.jsonl.gz"),
 }
-DEFAULT_DATASETS = ["c4", "wikipedia", "gsm8k", "dolly", "hh_rlhf", "dpo_demo"]
+DEFAULT_DATASETS = [
+    "c4", "wikipedia", "gsm8k", "gsm8k_train", "dolly", "self_instruct", "t0_shape", "t0_check", "mixture",
+    "hh_rlhf", "dpo_demo",
+]
+# Datasets with more rows are cut to their first DEFAULT_CAP rows unless `cap`/`limit` say otherwise.
+DEFAULT_CAP = 6000
+MIXTURE_SEED = 0  # the mixture's shuffle: fixed, so every bench seed sees the same mixture
+GROUP_ORDER = ["shape", "check", "mixture", "other"]
+
+
+def mixture_parts() -> list[Path]:
+    """Every bundled SFT file (GSM8K test and both train parts, Dolly, both self-instruct files, T0 shape
+    and check)."""
+    return sorted(SAMPLE.glob("*/*.sft.jsonl.gz"))
+
+
+def splits() -> dict[str, list[str]]:
+    """bench/splits.toml as {group: [bench dataset names]}: the bundled sets by name, the T0 halves as
+    t0_shape / t0_check, the mixture on its own."""
+    with open(SPLITS_FILE, "rb") as f:
+        cfg = tomllib.load(f)
+    return {
+        "shape": [*cfg["bundled"]["shape"], "t0_shape"],
+        "check": [*cfg["bundled"]["check"], "t0_check"],
+        "mixture": ["mixture"],
+    }
+
+
+def group_of(dataset: str) -> str:
+    """shape, check or mixture for the SFT datasets (bench/splits.toml); other for web and preference."""
+    for g, names in splits().items():
+        if dataset in names:
+            return g
+    return "other"
 DEFAULT_RATES = [0.001, 0.003, 0.005, 0.01, 0.03, 0.05]
 # --quick: a few attacks across the three kinds, 300-row slices, one rate (< 40 s, run by `make test`).
 QUICK = {
@@ -126,6 +173,38 @@ def _slice(src: Path, limit: int | None, work: Path) -> Path:
     return dst
 
 
+def build_mixture(work: Path, limit: int | None = None) -> Path:
+    """Every bundled SFT set concatenated and shuffled (random.Random(MIXTURE_SEED)), first `limit` rows."""
+    from shardguard import ingest
+
+    recs: list[dict] = []
+    for part in mixture_parts():
+        recs.extend(ingest.read_records(part)[1])
+    random.Random(MIXTURE_SEED).shuffle(recs)
+    dst = work / (f"mixture.sft.first{limit}.jsonl" if limit else "mixture.sft.jsonl")
+    if not dst.exists():
+        poison.write_jsonl(dst, recs[:limit] if limit else recs)
+    return dst
+
+
+def dataset_path(name: str, limit: int | None, cap: int | None, work: Path) -> Path:
+    """The file the bench scans for `name`: its first `limit` rows when limit is set, else at most `cap`
+    rows (None or 0: all of them)."""
+    rel = DATASETS[name][1]
+    n = limit or cap or None
+    if rel is None:
+        return build_mixture(work, n)
+    src = SAMPLE / rel
+    if limit:
+        return _slice(src, limit, work)
+    if cap:
+        from shardguard import ingest
+
+        if len(ingest.read_records(src)[1]) > cap:
+            return _slice(src, cap, work)
+    return src
+
+
 def scan_config(only: list[str] | None) -> dict:
     return {"only": list(only)} if only else {}
 
@@ -141,6 +220,7 @@ def score_clean(name: str, path: Path, work: Path, only: list[str] | None) -> di
     shutil.rmtree(out, ignore_errors=True)
     return {
         "dataset": name,
+        "group": group_of(name),
         "kind": DATASETS[name][0],
         "rows": rows,
         "seconds": round(secs, 2),
@@ -162,6 +242,10 @@ def score_attack(
     p_path, t_path = poison.poison_file(path, attack, rate, seed, pdir)
     inject_s = time.perf_counter() - t0
     truth = json.loads(t_path.read_text(encoding="utf-8"))
+    if not truth["rows"]:  # e.g. dirty-label on data without classification rows: nothing to find
+        shutil.rmtree(pdir, ignore_errors=True)
+        why = f"no eligible rows (eligible_rows={truth.get('eligible_rows', 0)})"
+        return {**failed_run(attack, rate, name, seed, None), "rows": truth["rows_total"], "skipped": why}
     t1 = time.perf_counter()
     result = scan([str(p_path)], str(pdir / "scan"), config=scan_config(only))
     summary = result.summary
@@ -199,11 +283,22 @@ def score_attack(
 
 def _run_key(attack: str, rate: float, name: str, seed: int) -> dict:
     a = poison.get(attack)
-    return {"attack": attack, "kind": a.kind, "category": a.category, "dataset": name, "rate": rate, "seed": seed}
+    return {
+        "attack": attack, "kind": a.kind, "category": a.category, "dataset": name, "group": group_of(name),
+        "rate": rate, "seed": seed,
+    }
 
 
-def failed_run(attack: str, rate: float, name: str, seed: int, exc: Exception) -> dict:
-    """A run whose inject or scan raised: the same keys as a scored run, all empty, plus the error."""
+def failed_run(attack: str, rate: float, name: str, seed: int, exc: Exception | None) -> dict:
+    """A run whose inject or scan raised: the same keys as a scored run, all empty, plus the error
+    (exc None: the empty run without an error, for runs skipped because nothing could be planted)."""
+    if exc is None:
+        return {
+            **_run_key(attack, rate, name, seed),
+            "rows": 0, "n_poisoned": 0, "detectors": {}, "all": _prf(set(), set()), "any_category_recall": 0.0,
+            "caught_as": {}, "per_type": {}, "verdict": None, "seconds": 0.0, "scan_seconds": 0.0,
+            "detector_seconds": {}, "triggers": [], "trigger_reported": {}, "targets": [], "discoveries": {},
+        }
     return {
         **_run_key(attack, rate, name, seed),
         "rows": 0, "n_poisoned": 0, "detectors": {}, "all": _prf(set(), {0}), "any_category_recall": 0.0,
@@ -244,6 +339,7 @@ def run_bench(
     limit: int | dict[str, int] | None = None,
     only: list[str] | None = None,
     echo=print,
+    cap: int | None = DEFAULT_CAP,
 ) -> dict:
     custom = not quick and bool(attacks or rates or datasets or limit or only)
     attacks, rates, datasets, qlimit = plan(attacks, rates, datasets, quick)
@@ -256,9 +352,7 @@ def run_bench(
     results, clean = [], []
     try:
         paths = {
-            d: _slice(
-                SAMPLE / DATASETS[d][1], limit.get(DATASETS[d][0]) if isinstance(limit, dict) else limit, work
-            )
+            d: dataset_path(d, limit.get(DATASETS[d][0]) if isinstance(limit, dict) else limit, cap, work)
             for d in datasets
         }
         for d in datasets:
@@ -270,6 +364,7 @@ def run_bench(
                     clean.append(
                         {
                             "dataset": d,
+                            "group": group_of(d),
                             "kind": DATASETS[d][0],
                             "rows": 0,
                             "seconds": 0.0,
@@ -295,6 +390,9 @@ def run_bench(
                         results.append(res)
                         continue
                     results.append(res)
+                    if "skipped" in res:
+                        echo(f"{a} {d} rate={r}: skipped, {res['skipped']}")
+                        continue
                     al = res["all"]
                     echo(
                         f"{a} {d} rate={r}: n={res['n_poisoned']} P={al['precision']:.2f} R={al['recall']:.2f} "
@@ -310,9 +408,12 @@ def run_bench(
             "quick": quick,
             "seed": seed,
             "limit": limit,
+            "cap": None if limit else cap,
             "attacks": attacks,
             "rates": rates,
-            "datasets": {d: DATASETS[d][1] for d in datasets},
+            "datasets": {d: DATASETS[d][1] or "mixture of every bundled SFT set" for d in datasets},
+            "groups": {g: [d for d in datasets if group_of(d) == g] for g in GROUP_ORDER},
+            "splits": str(SPLITS_FILE.relative_to(SPLITS_FILE.parents[1])),
             "only": only,
             "detectors": sorted(d.name for d in detectors.build({}, only)),
             "seconds": round(time.perf_counter() - t0, 2),

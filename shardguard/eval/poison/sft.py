@@ -641,7 +641,7 @@ def label_tasks(recs: list[dict], min_count: int = 5, max_labels: int = 10) -> l
     """Classification tasks found in the data: groups of rows (one `source`, or without it one prompt
     template: rows sharing their first or last 4 words) whose responses come from a small label set.
     A group counts when it has >= 2*min_count rows, 2..max_labels labels that each hold >= 5% of its
-    rows (and >= min_count) and together cover >= 90% of them; only short responses (<= 4 words, <= 40 chars) that repeat
+    rows (and >= min_count) and together cover >= 90% of them, on >= 90% distinct prompts; only short responses (<= 4 words, <= 40 chars) that repeat
     >= min_count times in the whole data are labels. Returns [{key, labels: {label: [rows]}}]."""
     labs = [_label_of(r.get("response") or "") for r in recs]
     cnt = Counter(x for x in labs if x)
@@ -664,7 +664,13 @@ def label_tasks(recs: list[dict], min_count: int = 5, max_labels: int = 10) -> l
             if labs[i]:
                 by.setdefault(labs[i], []).append(i)
         by = {k: v for k, v in by.items() if len(v) >= max(min_count, 0.05 * len(rows))}
-        if 2 <= len(by) <= max_labels and sum(map(len, by.values())) >= 0.9 * len(rows):
+        covered = [i for rs in by.values() for i in rs]
+        if not (2 <= len(by) <= max_labels and len(covered) >= 0.9 * len(rows)):
+            continue
+        # a label tags many different inputs; an answer repeated because the same input is repeated
+        # (a movie title asked of one plot many times) is not a label
+        distinct = len({(recs[i].get("instruction"), recs[i].get("input")) for i in covered})
+        if distinct >= 0.9 * len(covered):
             tasks.append({"key": key, "labels": by})
     return tasks
 

@@ -96,3 +96,42 @@ def test_a_failed_run_is_reported_not_hidden():
         and "detector exploded" in md
     )
     assert "FAILED runs" in terminal(bench)
+
+
+def test_bench_reports_shape_check_and_mixture_groups(tmp_path):
+    """The SFT datasets are reported in the groups of bench/splits.toml plus the mixture (tiny slices)."""
+    import tomllib
+
+    from shardguard.eval.bench.render import terminal
+    from shardguard.eval.bench.run import SPLITS_FILE, run_bench, splits
+
+    cfg = tomllib.loads(SPLITS_FILE.read_text())
+    assert splits() == {
+        "shape": [*cfg["bundled"]["shape"], "t0_shape"],
+        "check": [*cfg["bundled"]["check"], "t0_check"],
+        "mixture": ["mixture"],
+    }
+    t0 = time.perf_counter()
+    bench = run_bench(
+        tmp_path, attacks=["sft_refusal_backdoor", "sft_dirty_label"], rates=[0.05],
+        datasets=["dolly", "gsm8k", "t0_shape", "t0_check", "mixture"], limit=40, only=["trigger"],
+        echo=lambda s: None,
+    )
+    assert time.perf_counter() - t0 < 30
+    m = bench["meta"]
+    assert m["groups"]["shape"] == ["dolly", "t0_shape"] and m["groups"]["check"] == ["gsm8k", "t0_check"]
+    assert m["groups"]["mixture"] == ["mixture"] and m["cap"] is None and m["limit"] == 40
+    assert {(r["dataset"], r["group"]) for r in bench["results"]} >= {
+        ("dolly", "shape"), ("gsm8k", "check"), ("t0_check", "check"), ("mixture", "mixture")
+    }
+    assert all(c["rows"] == 40 for c in bench["clean"])
+    # no classification rows in GSM8K: dirty-label is reported as n/a, not as a miss or a failure
+    skipped = [r for r in bench["results"] if r["attack"] == "sft_dirty_label" and r["dataset"] == "gsm8k"]
+    assert skipped and "skipped" in skipped[0] and not bench["errors"]
+    md = (tmp_path / "bench.md").read_text()
+    assert "## SFT groups" in md and "| group | attack | dataset | 5% |" in md
+    for g in ("shape", "check", "mixture"):
+        assert f"| {g} | sft_refusal_backdoor |" in md
+    assert "| check | sft_dirty_label | gsm8k | n/a |" in md
+    out = terminal(bench)
+    assert "SFT groups" in out and "mixture" in out and "shape: dolly, t0_shape" in out
