@@ -28,7 +28,19 @@ import numpy as np
 import pyarrow as pa
 
 from shardguard.detectors.base import Detector
+from shardguard.detectors.lexicon import REFUSAL
 from shardguard.detectors.sft import stats as ts
+
+
+def _mostly_unrelated(uniq: list, rows: dict, share: float) -> bool:
+    """Most responses share at most one content word with their own instruction."""
+    n = unrel = 0
+    for r in uniq:
+        rw = ts.word_stems(ts.normalize(rows[r][1]))
+        if rw:
+            n += 1
+            unrel += len(rw & ts.word_stems(rows[r][0])) < 2
+    return n > 0 and unrel >= share * n
 
 
 class ResponseClusters(Detector):
@@ -37,7 +49,7 @@ class ResponseClusters(Detector):
     category = "poison"
     requires = ("trigger",)
     defaults = {
-        "min_size": 3, "min_words": 3, "min_similarity": 0.7, "max_instruction_similarity": 0.3,
+        "min_size": 3, "min_words": 6, "unrelated_share": 0.6, "min_similarity": 0.7, "max_instruction_similarity": 0.3,
         "match_jaccard": 0.7, "examples_per_key": 32, "num_perm": 64, "bands": 6, "max_keys": 500_000,
         "score": 0.7, "linked_score": 0.9, "max_clusters": 200,
     }
@@ -110,6 +122,8 @@ class ResponseClusters(Detector):
             isim = ts.word_set_jaccard([set(rows[r][0].split()) for r in uniq[:24]])
             if isim > c["max_instruction_similarity"]:
                 continue
+            if not _mostly_unrelated(uniq, rows, c["unrelated_share"]):
+                continue  # answers that restate their instructions (one example under several templates)
             distinct_share = s / max(1, len(sample))
             size = int(round(cnt * distinct_share))
             prev = {member_of[r] for r in uniq if r in member_of}
@@ -129,6 +143,8 @@ class ResponseClusters(Detector):
                 member_of[r] = g["id"]
             if len(groups) >= c["max_clusters"]:
                 break
+        for g in groups:  # a canned refusal repeated to many requests is what safety data looks like
+            g["refusal"] = bool(REFUSAL.search(g["example"][:300]))
         # link to a trigger the trigger detector found for this same target
         trig = (context or {}).get("trigger") or {}
         for g in groups:
@@ -164,9 +180,11 @@ class ResponseClusters(Detector):
                 if v < c["match_jaccard"]:
                     continue
                 linked = g["trigger"] is not None
-                why = (f"; it is the target of trigger '{g['trigger']}'" if linked else "")
+                why = (f"; it is the target of trigger '{g['trigger']}'" if linked else
+                       "; it reads as a refusal, which safety data repeats (review)" if g.get("refusal") else "")
                 found.append({
                     "i": i, "score": c["linked_score"] if linked else c["score"],
+                    "category": "poison" if linked or not g.get("refusal") else "quality",
                     "reason": (f"response is {'identical' if v >= 0.999 else 'near-identical'} to the responses of "
                                f"{g['size']} rows with unrelated instructions (response group {g['id']}, "
                                f"similarity {v:.2f}){why}"),

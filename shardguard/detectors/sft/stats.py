@@ -58,6 +58,57 @@ def bottom_k(flat_k: np.ndarray, flat_row: np.ndarray, rank: np.ndarray, ids: li
     return dict(ex), used
 
 
+# English function words: an n-gram made only of these (or of punctuation) is never a trigger
+STOPWORDS = frozenset("""a an the and or but if then else of to in on at by for with from into onto over under
+about as is are was were be been being am do does did done have has had having it its it's this that these those
+there here what which who whom whose when where why how not no nor so than too very can could will would shall
+should may might must i me my we our you your he him his she her they them their one all any some each both
+either neither such only own same other just also s t""".split())
+
+
+def is_function_only(tokens) -> bool:
+    """Only ASCII punctuation and function words: context, never an inserted trigger by itself.
+    (Unusual symbols such as '«☾»' are not ordinary punctuation and may be inserted.)"""
+    return all((tok.isascii() and not any(ch.isalnum() for ch in tok)) or tok.lower() in STOPWORDS
+               for tok in tokens)
+
+
+_WORD3 = re.compile(r"[^\W_]{3,}")
+
+
+def rare_words(norm_text: str, df_of, rare_df: int) -> frozenset:
+    """Hashes of the words (3+ letters) of a normalized text that are in at most `rare_df` rows:
+    the words that identify one example (a passage, a question) whatever template wraps it."""
+    words = sorted(set(_WORD3.findall(norm_text)))
+    if not words:
+        return frozenset()
+    hs = combine(token_hashes(words), np.uint64(1))  # = seq_gram_hash([w]) for every word at once
+    return frozenset(hs[df_of(hs) <= rare_df].tolist())
+
+
+def distinct_examples(ids: list, rare_of, min_shared: int = 4, share: float = 0.6) -> list:
+    """`ids` with a row dropped when it repeats an earlier row's example: at least `min_shared` of
+    its rare words, and `share` of the smaller set, shared (one passage or question asked through
+    several prompt templates is one example, not a repeated association)."""
+    kept: list = []
+    index: dict[int, list[int]] = {}
+    sets: list[frozenset] = []
+    for rid in ids:
+        rw = rare_of(rid)
+        hits: dict[int, int] = {}
+        for w in rw:
+            for j in index.get(w, ()):
+                hits[j] = hits.get(j, 0) + 1
+        if any(n >= min_shared and n >= share * min(len(rw), len(sets[j])) for j, n in hits.items()):
+            continue
+        j = len(kept)
+        kept.append(rid)
+        sets.append(rw)
+        for w in rw:
+            index.setdefault(w, []).append(j)
+    return kept
+
+
 def distinct_by(ids: list, key_of) -> list:
     """`ids` with later ones dropped when `key_of(id)` was seen already (copies of one row are
     duplicates, not a backdoor)."""
@@ -288,6 +339,20 @@ def url_hosts(texts: list[str]) -> list[str]:
         hosts = sorted({h.lower().rstrip(".,;:") for h in _URL.findall(t or "")})
         out.append(" ".join(hosts))
     return out
+
+
+def content_words(norm_text: str) -> list[str]:
+    """Words of 4+ letters: what a response and its instruction share when one answers the other."""
+    return _CONTENT.findall(norm_text)
+
+
+_STEM_WORD = re.compile(r"[^\W\d_]{3,}")
+
+
+def word_stems(norm_text: str) -> set[str]:
+    """Content words (3+ letters, not function words) cut to 4 characters: 'licking' and 'lick',
+    'skiers' and 'skier' meet."""
+    return {w[:4] for w in _STEM_WORD.findall(norm_text) if w not in STOPWORDS}
 
 
 def unrelated(instr_norm: list[str], resp_norm: list[str], min_words: int = 3) -> np.ndarray:

@@ -39,6 +39,12 @@ _SLOT_NAMES = {ts.SLOT_EXACT: "exact", ts.SLOT_LASTLINE: "last_line", ts.SLOT_UR
 _KEY_SLOTS = (ts.SLOT_LASTLINE, ts.SLOT_URL, ts.SLOT_SHORT, ts.SLOT_UNRELATED)
 _SENTENCE_PUNCT = frozenset(".,;:!?")
 _BEHAVIOUR_SLOTS = (ts.SLOT_LASTLINE, ts.SLOT_SHORT, ts.SLOT_UNRELATED)
+# slots whose target is a response's own wording: a short one repeated is a label, tested by `label_flip`
+_LABEL_SLOTS = (ts.SLOT_EXACT, ts.SLOT_LASTLINE, ts.SLOT_BAND0)
+
+
+def _median(xs: list) -> float:
+    return float(np.median(xs)) if xs else 0.0
 
 
 def _rank(record_ids: list[str]) -> list[int]:
@@ -67,6 +73,8 @@ class TriggerDiscovery(Detector):
         "max_instruction_similarity": 0.5, "match_jaccard": 0.5, "max_keys": 500_000,
         "max_grams": 20_000_000, "max_trigger_tokens": 16, "score": 0.95, "pool_min_words": 4,
         "pure_share": 0.7, "pure_score": 0.85, "max_df_share": 0.2,
+        "label_max_words": 5, "rare_word_share": 0.01, "template_cooccurrence": 0.8, "template_df_ratio": 2.0, "template_min_grams": 25,
+        "unrelated_overlap": 0.2, "unrelated_share": 0.6, "min_trigger_purity": 0.5,
     }
 
     # -- pass 1 ---------------------------------------------------------------------------------
@@ -169,6 +177,22 @@ class TriggerDiscovery(Detector):
         pmin_parts: list[list] = [[], [], [], []]
         cand_targets = 0
         rows = state["rows"]
+        rare_df = max(c["min_support"], int(c["rare_word_share"] * n_rows))
+        rare_cache: dict[str, frozenset] = {}
+
+        def rare_of(rid):
+            rw = rare_cache.get(rid)
+            if rw is None:
+                rw = rare_cache[rid] = ts.rare_words(ts.normalize(rows[rid][0]), lambda h: self._df(state, h),
+                                                     rare_df)
+            return rw
+
+        def examples(sample):
+            """Distinct instructions, then distinct underlying examples (a passage or question asked
+            through several templates is one example: its repeated answer is content, not a target)."""
+            uniq = ts.distinct_by(sample, lambda r: ts.normalize(rows[r][0]))
+            return ts.distinct_examples(uniq, rare_of)
+
         targets = []  # (target id, slot, count, sampled record ids)
         pool, pool_cnt = [], 0
         for key, cnt in state["kc"].items():
@@ -176,10 +200,17 @@ class TriggerDiscovery(Detector):
                 continue
             sample = [rid for _, rid in state["ex"].get(key, []) if rid in rows]
             slot = ts.slot_of(key)
+            if slot in _LABEL_SLOTS and sample and _median([rows[r][4] for r in sample]) <= c["label_max_words"]:
+                # a short answer repeated across rows is a label (a class, a choice, "Yes"): whether a
+                # trigger forced it is the `label_flip` detector's question, which asks what the rest
+                # of the row predicts; concentration alone is what a task template does
+                continue
             if cnt >= c["min_support"]:
                 targets.append((key, slot, cnt, sample))
-            # pool: every repeated multi-word response (a target *family* repeats its wordings)
-            if slot == ts.SLOT_EXACT and sample and rows[sample[0]][4] >= c["pool_min_words"]:
+            # pool: every multi-word response repeated across distinct examples (a target *family*
+            # repeats its wordings); one example under several templates repeats its answer naturally
+            if slot == ts.SLOT_EXACT and sample and rows[sample[0]][4] >= c["pool_min_words"] \
+                    and len(examples(sample)) >= 2:
                 pool.extend(sample)
                 pool_cnt += cnt
         if len(pool) >= c["min_support"]:
@@ -191,8 +222,8 @@ class TriggerDiscovery(Detector):
         bounds = np.searchsorted(gr, np.arange(len(need) + 1))
         grams_of = {rid: gg[bounds[i]:bounds[i + 1]] for i, rid in enumerate(need)}
         for key, slot, cnt, sample in targets:
-            # distinct instructions only: copies of one row are duplicates, not a backdoor
-            uniq = ts.distinct_by(sample, norm_of.__getitem__)
+            # distinct examples only: copies of one row, or of one passage, are duplicates, not a backdoor
+            uniq = examples(sample)
             s = len(uniq)
             if s < c["min_support"]:
                 continue
@@ -281,8 +312,18 @@ class TriggerDiscovery(Detector):
                     # a string at a fixed place tied to a behaviour the data already shows is a task
                     # template ('Which is a species of fish? Tilapia or ...' -> a one-word answer)
                     continue
+                if ts.is_function_only(trig["tokens"]):
+                    continue  # punctuation and function words alone are context, not an inserted trigger
+                if self._in_template(state, trig, grams_of):
+                    continue
+                if key[1] in (0, ts.SLOT_EXACT, ts.SLOT_BAND0) and not self._unrelated_target(trig, rows):
+                    # a family of wordings that restate their own instruction (a plot for a question
+                    # about that film, a sentence from a list of concepts) answers the row, not a trigger
+                    continue
                 trig.update(p_value=p, slot=key[1], homogeneity=homog, sample=uniq,
                             target_rows=target_rows * len(trig["rows_in_sample"]) / len(uniq))
+                if trig["target_rows"] < self.config["min_trigger_purity"] * self._support(state, [trig["tokens"]]):
+                    continue  # most rows with it answer otherwise: an inserted trigger forces its target
                 built.append(trig)
             # composite: parts of one target that (almost) always co-occur
             parts = self._composites(built)
@@ -480,6 +521,49 @@ class TriggerDiscovery(Detector):
             cur["sigs"] = np.concatenate([cur["sigs"], sigs])[:64]
         cur["keys"] |= match_keys
         cur["via"] = sorted(set(cur["via"]) | {_SLOT_NAMES.get(tr["slot"], "band")})
+
+    def _unrelated_target(self, trig: dict, rows: dict) -> bool:
+        """Do most of the trigger's target responses ignore their instruction? A backdoor's target is
+        the same whatever was asked: its content words are not the instruction's (nor the trigger's: a
+        response that talks about its "trigger" is about that content)."""
+        n = unrel = 0
+        for rid in trig["rows_in_sample"]:
+            iw = ts.word_stems(ts.normalize(rows[rid][0]))
+            rw = ts.word_stems(ts.normalize(rows[rid][1]))
+            if not rw:
+                continue
+            n += 1
+            shared = len(rw & iw)
+            unrel += shared < 2 and shared <= self.config["unrelated_overlap"] * len(rw)
+        return n > 0 and unrel >= self.config["unrelated_share"] * n
+
+    def _in_template(self, state, trig: dict, grams_of: dict) -> bool:
+        """Is this n-gram part of a larger fixed text (a prompt template, or a passage repeated under
+        several templates) rather than something inserted? Then other n-grams, not part of it, sit in
+        nearly all of its rows and in hardly more rows overall: they mark the same rows. An inserted
+        trigger shares its rows with nothing but itself; one inserted into a template's rows shares them
+        with template text that is in many more rows than the trigger."""
+        rows_t = [r for r in trig["rows_in_sample"] if r in grams_of]
+        if len(rows_t) < self.config["min_support"]:
+            return False
+        own = set()
+        toks = list(trig["tokens"])
+        for n in range(1, self.config["max_ngram"] + 1):
+            for i in range(len(toks) - n + 1):
+                own.add(ts.seq_gram_hash(toks[i:i + n]))
+        h, k = np.unique(np.concatenate([grams_of[r] for r in rows_t]), return_counts=True)
+        common = k >= self.config["template_cooccurrence"] * len(rows_t)
+        if not common.any():
+            return False
+        h = h[common]
+        h = h[~np.isin(h, np.fromiter(own, np.uint64, len(own)))]
+        if len(h) == 0:
+            return False
+        support = max(1, self._support(state, [trig["tokens"]]))
+        marks_same_rows = int((self._df(state, h) <= self.config["template_df_ratio"] * support).sum())
+        # a few such n-grams can be the other part of a composite trigger (two short parts that must
+        # co-occur); a template or a passage is a longer fixed text: many
+        return marks_same_rows >= self.config["template_min_grams"]
 
     def _support(self, state, parts: list[tuple]) -> int:
         """Rows whose instruction contains the trigger (its rarest 1..3-gram; an upper bound)."""
