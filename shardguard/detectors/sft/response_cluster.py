@@ -39,7 +39,7 @@ def _mostly_unrelated(uniq: list, rows: dict, share: float) -> bool:
         rw = ts.word_stems(ts.normalize(rows[r][1]))
         if rw:
             n += 1
-            unrel += len(rw & ts.word_stems(rows[r][0])) < 2
+            unrel += not (rw & ts.word_stems(rows[r][0]))
     return n > 0 and unrel >= share * n
 
 
@@ -49,7 +49,7 @@ class ResponseClusters(Detector):
     category = "poison"
     requires = ("trigger",)
     defaults = {
-        "min_size": 3, "min_words": 6, "unrelated_share": 0.6, "min_similarity": 0.7, "max_instruction_similarity": 0.3,
+        "min_size": 3, "min_words": 6, "unrelated_share": 0.5, "min_similarity": 0.7, "max_instruction_similarity": 0.3,
         "match_jaccard": 0.7, "examples_per_key": 32, "num_perm": 64, "bands": 6, "max_keys": 500_000,
         "score": 0.7, "linked_score": 0.9, "max_clusters": 200,
     }

@@ -352,7 +352,16 @@ _STEM_WORD = re.compile(r"[^\W\d_]{3,}")
 def word_stems(norm_text: str) -> set[str]:
     """Content words (3+ letters, not function words) cut to 4 characters: 'licking' and 'lick',
     'skiers' and 'skier' meet."""
-    return {w[:4] for w in _STEM_WORD.findall(norm_text) if w not in STOPWORDS}
+    out = set()
+    for w in _STEM_WORD.findall(norm_text):
+        if w in STOPWORDS:
+            continue
+        for suf in ("ing", "ed", "es", "s"):
+            if w.endswith(suf) and len(w) - len(suf) >= 3:
+                w = w[: -len(suf)]
+                break
+        out.add(w[:4])
+    return out
 
 
 def unrelated(instr_norm: list[str], resp_norm: list[str], min_words: int = 3) -> np.ndarray:

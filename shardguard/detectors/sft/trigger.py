@@ -74,7 +74,7 @@ class TriggerDiscovery(Detector):
         "max_grams": 20_000_000, "max_trigger_tokens": 16, "score": 0.95, "pool_min_words": 4,
         "pure_share": 0.7, "pure_score": 0.85, "max_df_share": 0.2,
         "label_max_words": 5, "rare_word_share": 0.01, "template_cooccurrence": 0.8, "template_df_ratio": 2.0, "template_min_grams": 25,
-        "unrelated_overlap": 0.2, "unrelated_share": 0.6, "min_trigger_purity": 0.5,
+        "unrelated_share": 0.5, "min_trigger_purity": 0.5,
     }
 
     # -- pass 1 ---------------------------------------------------------------------------------
@@ -534,7 +534,7 @@ class TriggerDiscovery(Detector):
                 continue
             n += 1
             shared = len(rw & iw)
-            unrel += shared < 2 and shared <= self.config["unrelated_overlap"] * len(rw)
+            unrel += shared == 0
         return n > 0 and unrel >= self.config["unrelated_share"] * n
 
     def _in_template(self, state, trig: dict, grams_of: dict) -> bool:
