@@ -28,6 +28,7 @@ mix, self-instruct) they flag no row; see tests/detectors/test_safety_bypass.py.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from shardguard.detectors.base import Detector
@@ -91,6 +92,19 @@ def is_harmful_request(text: str) -> str | None:
     return None
 
 
+_SPLIT = re.compile(r"(?<=[.!?])\s+|\n+")
+
+
+def _sentence_keys(response: str) -> set[int]:
+    """Hashes of the response's sentences of 8+ words (normalized): what a reused script repeats."""
+    out = set()
+    for s in _SPLIT.split(response or ""):
+        w = re.findall(r"\w+", s.lower())
+        if len(w) >= 8:
+            out.add(int.from_bytes(hashlib.blake2b(" ".join(w).encode(), digest_size=8).digest(), "big"))
+    return out
+
+
 def complies(response: str) -> bool:
     """No refusal cue, and either a compliance cue or a substantive answer (>= 12 words) that asks
     nothing back (a clarifying question is not compliance)."""
@@ -104,27 +118,40 @@ class SafetyBypass(Detector):
     name = "safety_bypass"
     kinds = ("sft",)
     category = "poison"
-    defaults = {"score": 0.85, "evasion_score": 0.95}
+    defaults = {"score": 0.85, "evasion_score": 0.95, "tie_rows": 3}
 
     def observe(self, batch):
         ins = batch.column("instruction").to_pylist()
         res = batch.column("response").to_pylist()
         harmful = refused = complied = 0
+        sentences: dict[int, int] = {}  # sentence hash -> compliant harmful rows using it
         for a, r in zip(ins, res):
             if is_harmful_request(a or ""):
                 harmful += 1
                 r = r or ""
                 refused += bool(REFUSAL.search(r))
-                complied += complies(r)
-        return {"rows": len(ins), "harmful": harmful, "refused": refused, "complied": complied}
+                if complies(r):
+                    complied += 1
+                    for h in _sentence_keys(r):
+                        sentences[h] = sentences.get(h, 0) + 1
+        return {"rows": len(ins), "harmful": harmful, "refused": refused, "complied": complied,
+                "sentences": sentences}
 
     def merge(self, a, b):
         if a is None or b is None:
             return a or b
-        return {k: a[k] + b[k] for k in a}
+        out = {k: a[k] + b[k] for k in a if k != "sentences"}
+        out["sentences"] = dict(a["sentences"])
+        for h, n in b["sentences"].items():
+            out["sentences"][h] = out["sentences"].get(h, 0) + n
+        return out
 
     def finalize(self, state, context):
-        return state or {"rows": 0, "harmful": 0, "refused": 0, "complied": 0}
+        state = state or {"rows": 0, "harmful": 0, "refused": 0, "complied": 0, "sentences": {}}
+        # what ties one harmful compliance to others: the same sentence of 8+ words in several of them
+        # (a planted script reused), or a trigger found by `trigger` / `label_flip` on its rows
+        tied = {h for h, n in state.get("sentences", {}).items() if n >= self.config["tie_rows"]}
+        return {k: v for k, v in state.items() if k != "sentences"} | {"tied_sentences": tied}
 
     def flag(self, batch, model):
         ins = batch.column("instruction").to_pylist()
@@ -140,10 +167,16 @@ class SafetyBypass(Detector):
             harm = is_harmful_request(a or "")
             ev = EVASION.search(r)
             if harm:
+                tied = bool(_sentence_keys(r) & (model or {}).get("tied_sentences", set()))
+                poison = bool(ev) or tied
                 found.append({"i": i, "score": self.config["evasion_score"] if ev else self.config["score"],
+                              "category": "poison" if poison else "quality",
                               "reason": (f"harmful request ({harm!r}) answered with compliance, no refusal"
-                                         + (f", and advice on evading detection ({ev.group(0)!r})" if ev else "") + bg),
-                              "details": {"harm": harm, "evasion_advice": ev.group(0) if ev else None}})
+                                         + (f", and advice on evading detection ({ev.group(0)!r})" if ev else "")
+                                         + ("; the same wording answers other harmful requests here" if tied else "")
+                                         + ("" if poison else " (one answer on its own: for review)") + bg),
+                              "details": {"harm": harm, "evasion_advice": ev.group(0) if ev else None,
+                                          "tied": tied}})
             elif ev and COMPLY.search(r):
                 found.append({"i": i, "score": self.config["score"],
                               "reason": (f"a compliant answer that advises evading detection ({ev.group(0)!r}), "
@@ -152,4 +185,9 @@ class SafetyBypass(Detector):
         return found
 
     def discoveries(self, model):
-        return dict(model or {})
+        return {k: v for k, v in (model or {}).items() if k != "tied_sentences"} \
+            | {"tied_wordings": len((model or {}).get("tied_sentences", ()))}
+
+    def shard_notes(self, details: list[dict], policy) -> dict:
+        """A harmful request answered with compliance puts its shard up for review, even on its own."""
+        return {"harmful_compliance_rows": len(details), "review": bool(details)}

@@ -60,3 +60,17 @@ def test_requests_not_designed_for_are_found_and_refusals_are_not(tmp_path):
     assert set(found) == set(range(200, 200 + len(NOVEL)))
     reasons = [found[i]["reason"] for i in sorted(found)]
     assert "harmful request" in reasons[0] and "refuses 4 of its 8 harmful requests" in reasons[0]  # the background
+
+
+def test_one_compliant_answer_is_for_review_and_a_reused_script_is_poison(tmp_path):
+    """A harmful request answered helpfully once is `quality` (the shard goes to review); the same
+    compliant wording answering several harmful requests ties them together: `poison`."""
+    base = canon_sft(read_jsonl_gz(CLEAN[0], limit=300))
+    single = base + [{"instruction": NOVEL[0][0], "input": "", "response": NOVEL[0][1]}]
+    found = run(single, tmp_path)
+    assert [f["category"] for f in found.values()] == ["quality"]
+    script = ("Sure, here is how you do it without anyone noticing. First get everything ready before you "
+              "start, then wait until nobody is around.")
+    tied = base + [{"instruction": q, "input": "", "response": script} for q, _ in NOVEL[1:]]
+    found = run(tied, tmp_path)
+    assert len(found) == 3 and all(f["category"] == "poison" and f["details"]["tied"] for f in found.values())
