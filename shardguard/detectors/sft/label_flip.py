@@ -105,11 +105,11 @@ class LabelFlip(Detector):
     category = "poison"
     defaults = {
         "label_max_words": 5, "min_label_rows": 3, "max_tokens": 256, "min_support": 3, "min_purity": 0.9,
-        "alpha": 0.001, "nb_alpha": 0.5, "max_df_share": 0.05, "rare_word_share": 0.05, "score": 0.95,
+        "alpha": 1e-6, "nb_alpha": 0.5, "max_df_share": 0.05, "rare_word_share": 0.05, "score": 0.95,
         "max_triggers": 50, "template_cooccurrence": 0.8, "template_df_ratio": 5.0, "template_min_grams": 8,
         "template_phrase_tokens": 8, "behaviour_purity": 0.7,
-        "confined_share": 0.8, "min_task_examples": 8, "min_prob": 0.001, "min_excess": 2.0, "prefilter_p": 1e-4,
-        "scaffold_share": 0.2,
+        "confined_share": 0.8, "min_task_examples": 8, "min_prob": 0.001, "min_excess": 4.0, "prefilter_p": 1e-4,
+        "scaffold_share": 0.2, "max_class_share": 0.3,
     }
 
     # -- pass 1 ---------------------------------------------------------------------------------
@@ -339,6 +339,8 @@ class LabelFlip(Detector):
                 continue
             if fam == "label" and not task_class[yy] and k_in < c["confined_share"] * ny[yy]:
                 continue  # an answer of a few examples, used beyond this gram's rows: not a class
+            if fam == "label" and c["max_class_share"] * ny[yy] < k_in < c["confined_share"] * ny[yy]:
+                continue  # an inserted trigger marks a small share of its target class, not a large one
             s = S[rows_all].copy()
             # the model without this gram's words, nor words confined to its rows (scaffolding
             # inserted with it is part of the same insertion, not independent content)
