@@ -65,6 +65,16 @@ def _different_quantities(texts: list[str], sample: int = 32) -> bool:
     return word_set_jaccard(sets) < 0.5
 
 
+def _offered_by_instruction(ins: list[str], res: list[str], share: float = 0.5) -> bool:
+    """Most answers are written, word for word, in their own instructions: a canned answer the prompt
+    template offers (an option, an 'if unanswerable, say X'), not a stance given to many questions."""
+    def norm(s: str) -> str:
+        return " ".join(re.findall(r"\w+", (s or "").lower()))
+
+    hits = sum(bool(norm(r)) and norm(r) in norm(i) for i, r in zip(ins, res))
+    return hits >= share * len(res)
+
+
 def _mean_pairwise_cos(x: np.ndarray) -> float:
     """Mean cosine over all pairs of unit rows, in O(n·d): sum_ij x_i·x_j = |sum_i x_i|²."""
     n = len(x)
@@ -134,6 +144,8 @@ class AnswerConflict(Detector):
                 mean_res = _mean_pairwise_cos(xm[at[mem]])
                 if mean_res < cfg["response_threshold"] or _different_quantities([res[m] for m in mem]):
                     continue  # look-alike answers (e.g. worked arithmetic), not one answer repeated
+                if _offered_by_instruction([ins[m] for m in mem], [res[m] for m in mem]):
+                    continue  # the template offers this answer ('If there is no answer, output "..."')
                 mean_ins = _mean_pairwise_cos(embed([ins[m] for m in mem], "minilm"))
                 if mean_ins >= cfg["instruction_threshold"]:
                     continue  # the same question answered the same way: a duplicate, not a stance
