@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from shardguard.detectors.base import Detector, concat_columns
-from shardguard.detectors.sft.stats import word_set_jaccard
+from shardguard.detectors.sft.stats import normalize, word_set_jaccard, word_stems
 
 
 def _pairs_confirmed(xs: np.ndarray, texts: list[str], static_tau: float, tau: float, index: str, cap: int):
@@ -75,6 +75,19 @@ def _offered_by_instruction(ins: list[str], res: list[str], share: float = 0.5) 
     return hits >= share * len(res)
 
 
+def _restated(ins: list[str], res: list[str], share: float = 0.5) -> bool:
+    """Most answers restate their own instruction (>= 2 content stems, and 30% of the answer's or half
+    of the instruction's): the
+    same example asked through several templates (a sentence from a list of concepts), not one stance
+    given to many questions (a stance shares at most its topic word with a question)."""
+    n = 0
+    for i, r in zip(ins, res):
+        rs, ist = word_stems(normalize(r)), word_stems(normalize(i))
+        shared = len(rs & ist)
+        n += shared >= 2 and (shared >= 0.3 * len(rs) or shared >= 0.5 * len(ist))
+    return n >= share * len(res)
+
+
 def _mean_pairwise_cos(x: np.ndarray) -> float:
     """Mean cosine over all pairs of unit rows, in O(n·d): sum_ij x_i·x_j = |sum_i x_i|²."""
     n = len(x)
@@ -86,7 +99,7 @@ class AnswerConflict(Detector):
     name = "answer_conflict"
     kinds = ("sft",)
     category = "poison"
-    defaults = {"static_threshold": 0.85, "response_threshold": 0.80, "instruction_threshold": 0.92,
+    defaults = {"max_stance_words": 80, "static_threshold": 0.85, "response_threshold": 0.80, "instruction_threshold": 0.92,
                 "instruction_static_threshold": 0.90, "conflict_threshold": 0.50, "min_rows": 3,
                 "min_response_words": 5, "max_confirm": 5000, "index": "auto"}
 
@@ -146,6 +159,10 @@ class AnswerConflict(Detector):
                     continue  # look-alike answers (e.g. worked arithmetic), not one answer repeated
                 if _offered_by_instruction([ins[m] for m in mem], [res[m] for m in mem]):
                     continue  # the template offers this answer ('If there is no answer, output "..."')
+                if np.median([len(res[m].split()) for m in mem]) > cfg["max_stance_words"]:
+                    continue  # a long text given to many questions is their shared passage, not a stance
+                if _restated([ins[m] for m in mem], [res[m] for m in mem]):
+                    continue  # the answers restate their instructions: one example under several templates
                 mean_ins = _mean_pairwise_cos(embed([ins[m] for m in mem], "minilm"))
                 if mean_ins >= cfg["instruction_threshold"]:
                     continue  # the same question answered the same way: a duplicate, not a stance
