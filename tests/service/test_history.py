@@ -56,7 +56,8 @@ def test_incremental_history_diff_and_review(tmp_path, gsm8k_rows):
     assert out.exit_code == 0, out.output
     assert "changed: a.sft.jsonl" in out.output and "verdict clean -> review" in out.output
     assert "duplicate 0 -> 200" in out.output and "only in B: sub/b.sft.jsonl  poisoned" in out.output
-    d = History.open(state=state).diff(r1["scan_id"][:18], r2["scan_id"])
+    # a unique prefix of the id (timestamp + 5 of its 6 random hex digits; [:18] was ambiguous 1 run in 16)
+    d = History.open(state=state).diff(r1["scan_id"][:-1], r2["scan_id"])
     assert d["verdicts_delta"] == {"clean": -1, "review": 1, "poisoned": 1}
 
     q = runner.invoke(review_cmd, ["list", "--state", str(state)])
