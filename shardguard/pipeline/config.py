@@ -60,6 +60,8 @@ class ScanConfig:
 
     @classmethod
     def from_dict(cls, raw: dict, source: str = "config") -> ScanConfig:
+        if not isinstance(raw, dict):
+            raise ValueError(f"{source}: a scan config is a table of settings, got {type(raw).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = set(raw) - known
         if unknown:
@@ -72,10 +74,57 @@ class ScanConfig:
                 cfg.policy = _sub(Policy, v, f"{source}: [policy]")
             else:
                 setattr(cfg, k, v)
+        cfg.validate(source)
         return cfg
+
+    def validate(self, source: str = "config") -> None:
+        """Wrong types and impossible values are a clear error naming the key, never a traceback later."""
+        _check(self, source)
+        _check(self.limits, f"{source}: [limits]")
+        _check(self.policy, f"{source}: [policy]")
+        if self.batch_size < 1:
+            raise ValueError(f"{source}: batch_size must be at least 1, got {self.batch_size}")
+        for k in ("max_line_bytes", "max_decompressed_bytes", "max_json_bytes", "raw_preview_bytes"):
+            if getattr(self.limits, k) < 1:
+                raise ValueError(f"{source}: [limits] {k} must be positive, got {getattr(self.limits, k)}")
+        from shardguard.core.schema import CATEGORIES
+
+        for k in ("hold_back", "review_categories"):
+            bad = [c for c in getattr(self.policy, k) if not isinstance(c, str) or c not in CATEGORIES]
+            if bad:
+                raise ValueError(f"{source}: [policy] {k} holds unknown categories {bad}; known: {list(CATEGORIES)}")
+        for k, v in self.policy.min_score.items():
+            if not isinstance(v, int | float) or isinstance(v, bool):
+                raise ValueError(f"{source}: [policy] min_score.{k} must be a number, got {v!r}")
+        if not isinstance(self.detectors, dict) or not all(isinstance(v, dict) for v in self.detectors.values()):
+            raise ValueError(f"{source}: [detectors] must hold one table of settings per detector")
+
+
+_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
+
+
+def _check(obj, where: str) -> None:
+    """Each field's value has its declared type (ints for int, numbers for float, lists, tables)."""
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        ann = str(f.type)
+        if v is None and "None" in ann:
+            continue
+        if ann.startswith("list"):
+            ok = isinstance(v, list)
+        elif ann.startswith("dict"):
+            ok = isinstance(v, dict)
+        elif ann in _TYPES:
+            ok = isinstance(v, _TYPES[ann]) and not (isinstance(v, bool) and ann != "bool")
+        else:
+            continue  # nested tables and optional values are checked where they are used
+        if not ok:
+            raise ValueError(f"{where}: {f.name} must be {ann}, got {type(v).__name__} {v!r}")
 
 
 def _sub(klass, v: dict, where: str):
+    if not isinstance(v, dict):
+        raise ValueError(f"{where} must be a table of settings, got {type(v).__name__}")
     known = {f.name for f in fields(klass)}
     unknown = set(v) - known
     if unknown:
