@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import types
 from typing import Any, ClassVar, get_type_hints
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from shardguard.core.schema import CATEGORIES, FINDING_SCHEMA, KINDS
+from shardguard.core.settings import type_name, type_ok
 
 __all__ = ["CATEGORIES", "FINDING_SCHEMA", "KINDS", "Detector", "SettingsError", "concat_columns"]
 
@@ -54,23 +54,6 @@ def concat_columns(a: dict | None, b: dict | None) -> dict | None:
     import numpy as np
 
     return {k: np.concatenate([a[k], b[k]]) if isinstance(a[k], np.ndarray) else a[k] + b[k] for k in a}
-
-
-def _type_ok(value: Any, typ: Any) -> bool:
-    if typ is Any:
-        return True
-    if isinstance(typ, types.UnionType) or getattr(typ, "__origin__", None) is types.UnionType:
-        return any(_type_ok(value, t) for t in typ.__args__)
-    origin = getattr(typ, "__origin__", None)
-    if origin is not None:
-        return isinstance(value, origin)
-    if typ is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if typ is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if typ is type(None):
-        return value is None
-    return isinstance(value, typ)
 
 
 def _derived_settings(cls: type) -> type:
@@ -120,8 +103,8 @@ class Detector:
             raise SettingsError(f"detector '{cls.name}': unknown setting(s) {unknown}; known: {sorted(known)}")
         hints = get_type_hints(st)
         for k, v in config.items():
-            if not _type_ok(v, hints.get(k, Any)):
-                raise SettingsError(f"detector '{cls.name}': setting '{k}' must be {_tname(hints.get(k))}, "
+            if not type_ok(v, hints.get(k, Any)):
+                raise SettingsError(f"detector '{cls.name}': setting '{k}' must be {type_name(hints.get(k))}, "
                                     f"got {type(v).__name__} {v!r}; known: {sorted(known)}")
         return st(**config)
 
@@ -188,6 +171,3 @@ def _own_attrs(cls: type) -> set[str]:
         out |= set(vars(c))
     return out
 
-
-def _tname(t: Any) -> str:
-    return getattr(t, "__name__", None) or str(t)

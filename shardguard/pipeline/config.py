@@ -25,6 +25,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from shardguard.core.settings import check_fields
 from shardguard.ingest.readers import Limits
 
 
@@ -79,9 +80,9 @@ class ScanConfig:
 
     def validate(self, source: str = "config") -> None:
         """Wrong types and impossible values are a clear error naming the key, never a traceback later."""
-        _check(self, source)
-        _check(self.limits, f"{source}: [limits]")
-        _check(self.policy, f"{source}: [policy]")
+        check_fields(self, source)
+        check_fields(self.limits, f"{source}: [limits]")
+        check_fields(self.policy, f"{source}: [policy]")
         if self.batch_size < 1:
             raise ValueError(f"{source}: batch_size must be at least 1, got {self.batch_size}")
         for k in ("max_line_bytes", "max_decompressed_bytes", "max_json_bytes", "raw_preview_bytes"):
@@ -98,28 +99,6 @@ class ScanConfig:
                 raise ValueError(f"{source}: [policy] min_score.{k} must be a number, got {v!r}")
         if not isinstance(self.detectors, dict) or not all(isinstance(v, dict) for v in self.detectors.values()):
             raise ValueError(f"{source}: [detectors] must hold one table of settings per detector")
-
-
-_TYPES = {"int": int, "float": (int, float), "bool": bool, "str": str}
-
-
-def _check(obj, where: str) -> None:
-    """Each field's value has its declared type (ints for int, numbers for float, lists, tables)."""
-    for f in fields(obj):
-        v = getattr(obj, f.name)
-        ann = str(f.type)
-        if v is None and "None" in ann:
-            continue
-        if ann.startswith("list"):
-            ok = isinstance(v, list)
-        elif ann.startswith("dict"):
-            ok = isinstance(v, dict)
-        elif ann in _TYPES:
-            ok = isinstance(v, _TYPES[ann]) and not (isinstance(v, bool) and ann != "bool")
-        else:
-            continue  # nested tables and optional values are checked where they are used
-        if not ok:
-            raise ValueError(f"{where}: {f.name} must be {ann}, got {type(v).__name__} {v!r}")
 
 
 def _sub(klass, v: dict, where: str):

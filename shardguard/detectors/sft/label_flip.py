@@ -17,14 +17,17 @@ least `min_label_rows` rows; any other response is class `other`), and behaviour
 1. observe: per row its label hash, behaviour bits and the hashes of its instruction's distinct word
    unigrams and bigrams (ASCII punctuation dropped; capped at `max_tokens`): compact numpy arrays,
    merged by concatenation and ordered by `seq`.
-2. finalize: a naive Bayes content model per answer family (labels + `other`; each behaviour vs not),
-   cross-fitted: every row is scored leave-one-out, and for a candidate token without that token. A
-   candidate (token g, class y) has at least `min_support` rows, `min_purity` of them in class y. Its
-   statistic is k = the distinct examples (rows sharing most of their rare words are one example
-   asked through several templates) among g's rows whose class is y *and* whom the model without g
-   does not predict y; under the null k ~ Binomial(df(g), q_y) with q_y the share of all rows that
-   are class y and not predicted y. Bonferroni over the candidates tested, `alpha` per scan. The token
-   is extended over its rows to the longest phrase they all share, quoted as written.
+2. finalize: a Bernoulli naive Bayes content model per answer family (labels + `other`; each behaviour
+   vs not) over instruction unigrams, every row scored leave-one-out and calibrated by a temperature
+   fitted to the leave-one-out log loss. A candidate (unigram or bigram g, class y) has at least
+   `min_support` rows, `min_purity` of them in class y (`behaviour_purity` for behaviours). The model is
+   rescored *without g* (and without words confined to g's rows: scaffolding inserted with it); the
+   statistic is k = distinct examples among g's rows in class y (rows sharing most of their rare words
+   are one example asked through several templates) against the model's expectation for those rows,
+   binomial tail, Bonferroni over the candidates tested at `alpha` per scan, and k >= `min_excess` times
+   the expectation. Template text (many co-occurring n-grams, or an extension of
+   `template_phrase_tokens`+ tokens) is not a trigger. The token is extended over its rows to the
+   longest phrase they all share, quoted as written.
 3. flag: rows carrying a found trigger in class y -> `poison` (score 0.95); `discoveries` lists the
    triggers with their class, support, flipped rows and p-value.
 """
@@ -60,7 +63,6 @@ _REFUSE = re.compile(
     r"i'?d rather not|(?:can'?t|cannot|won'?t) (?:help|assist) with|not (?:something|able) (?:i|to help))", re.I)
 _LETTER = re.compile(r"[^\W\d_]")
 _TOKEN = re.compile(r"\w+|[^\w\s]")
-_CLASS_NAMES = ("label",) + BEHAVIOURS
 
 
 def behaviour_bits(instruction: str, response: str) -> int:
@@ -87,16 +89,6 @@ def behaviour_bits(instruction: str, response: str) -> int:
 def instruction_tokens(norm: str, max_tokens: int) -> list[str]:
     """Word tokens of a normalized instruction; ASCII punctuation dropped, other symbols kept."""
     return [t for t in _TOKEN.findall(norm)[:max_tokens] if not (t.isascii() and not t[0].isalnum() and t != "_")]
-
-
-def gram_hashes_of(tokens: list[str]) -> np.ndarray:
-    """Distinct unigram and bigram hashes (the same hashing as `trigger`'s n-grams)."""
-    if not tokens:
-        return np.zeros(0, np.uint64)
-    th = ts.token_hashes(tokens)
-    uni = ts.combine(th, np.uint64(1))
-    bi = ts.combine(ts.combine(th[:-1], th[1:]), np.uint64(2)) if len(th) > 1 else np.zeros(0, np.uint64)
-    return np.unique(np.concatenate([uni, bi]))
 
 
 class LabelFlip(Detector):
@@ -306,17 +298,12 @@ class LabelFlip(Detector):
             L = (S[:, 1] - S[:, 0]) / temp
             d = (Rm[fe[pt], 1] - Rm[fe[pt], 0]) / temp
             p1 = 1.0 / (1.0 + np.exp(-(L[pr] - d)))
-            prob = np.where(y[pr] == 1, p1, 1.0 - p1)
-            prob = np.clip(prob, c["min_prob"], 1.0)
-            exp_sum = np.bincount(key, weights=np.where(y[pr] == key % n_cls, prob, 0.0), minlength=0) \
-                if False else None
             # per (gram, class): expected count of the class among the gram's rows
             pm = np.bincount(pt, weights=p1, minlength=len(df))
             e1 = pm[kt] / np.maximum(df[kt], 1)
             e = np.where(ky == 1, e1, 1.0 - e1) * df[kt]
             rough = binom.sf(kc - 1, df[kt], np.clip(e / np.maximum(df[kt], 1), c["min_prob"], 1.0))
             ok &= (kc >= c["min_excess"] * e) & (rough <= c["prefilter_p"])
-            del exp_sum, prob
         if not ok.any():
             return [], 0
         want = np.unique(kt[ok])
@@ -400,18 +387,6 @@ class LabelFlip(Detector):
         same = (k >= c["template_cooccurrence"] * len(rows)) & (df[h] <= c["template_df_ratio"] * df[t_]) & (h != t_)
         return int(same.sum()) >= c["template_min_grams"]
 
-    @staticmethod
-    def _distinct(rows, row_of, tok, df, rare_df, exclude) -> int:
-        """Distinct examples among rows (rows sharing most of their rare tokens are one example)."""
-        if len(rows) == 0:
-            return 0
-        m = np.isin(row_of, rows)
-        rare = {}
-        for r_, t_ in zip(row_of[m].tolist(), tok[m].tolist()):
-            if t_ != exclude and df[t_] <= rare_df:
-                rare.setdefault(r_, set()).add(t_)
-        return len(ts.distinct_examples(list(map(int, rows)), lambda r: frozenset(rare.get(r, ()))))
-
     def _phrase(self, seed_hash, rows, instr) -> tuple[str, str]:
         """The token extended over its rows to the longest phrase they all share, quoted as written."""
         occ = []
@@ -474,15 +449,6 @@ class LabelFlip(Detector):
                 "tests": model.get("tests", 0), "threshold": model.get("threshold")}
 
 
-def _confidently_other(S: np.ndarray, y: np.ndarray, margin: float) -> np.ndarray:
-    """Rows whose content predicts another class than theirs by at least `margin` (log-odds): the
-    content points elsewhere, it is not merely ambiguous."""
-    own = S[np.arange(len(y)), y]
-    S2 = S.copy()
-    S2[np.arange(len(y)), y] = -np.inf
-    return S2.max(1) - own >= margin
-
-
 def _rare_sets(row_of, tok, df, rare_df, n) -> list[frozenset]:
     """Per row, its rare grams (the ones that identify its example)."""
     m = df[tok] <= rare_df
@@ -521,12 +487,6 @@ def _temperature(S: np.ndarray, y: np.ndarray) -> float:
         else:
             lo = x1
     return float(np.exp((lo + hi) / 2))
-
-
-def _best_other(S: np.ndarray, y: np.ndarray) -> np.ndarray:
-    S2 = S.copy()
-    S2[np.arange(len(y)), y] = -np.inf
-    return S2.argmax(1)
 
 
 def _ids(triggers: list[dict]) -> list[dict]:

@@ -341,11 +341,6 @@ def url_hosts(texts: list[str]) -> list[str]:
     return out
 
 
-def content_words(norm_text: str) -> list[str]:
-    """Words of 4+ letters: what a response and its instruction share when one answers the other."""
-    return _CONTENT.findall(norm_text)
-
-
 _STEM_WORD = re.compile(r"[^\W\d_]{3,}")
 
 
