@@ -24,10 +24,14 @@ def iter_batches(records_path: Path) -> Iterator[pa.RecordBatch]:
             yield reader.get_batch(i)
 
 
-def run_local(records_path: Path, detectors: list[Detector]) -> tuple[pa.Table, dict[str, Any], dict[str, float]]:
-    """Returns (findings, discoveries per detector, seconds per detector)."""
+def run_local(records_path: Path, detectors: list[Detector], base_state: dict[str, Any] | None = None
+              ) -> tuple[pa.Table, dict[str, Any], dict[str, float]]:
+    """Returns (findings, discoveries per detector, seconds per detector).
+
+    `base_state`: detector states already observed elsewhere (the service's accepted corpus), merged
+    with this file's before `finalize`; only this file's records are flagged."""
     drv = Driver(detectors)
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = dict(base_state or {})
     for batch in iter_batches(records_path):
         state = drv.observe(batch, state)
     models = drv.finalize(state)

@@ -123,17 +123,19 @@ def drop_context(ingested: Ingested, findings: pa.Table, work: Path) -> tuple[In
 # -- detect ------------------------------------------------------------------------------------
 
 def stage_detect(records_path: str, cfg: ScanConfig, engine: str = "local", beam_options: list[str] | None = None,
-                 dets: list | None = None):
+                 dets: list | None = None, base_state: dict | None = None):
     dets = dets if dets is not None else detectors.build(cfg.detectors, cfg.only)
     t0 = time.perf_counter()
     if engine == "beam":
         from shardguard.engine.beam import run_beam
 
+        if base_state:
+            raise ValueError("the Beam engine reads the accepted corpus as context shards, not as stored states")
         findings, discoveries, timings = run_beam(Path(records_path), dets, beam_options or [])
     else:
         from shardguard.engine.local import run_local
 
-        findings, discoveries, timings = run_local(Path(records_path), dets)
+        findings, discoveries, timings = run_local(Path(records_path), dets, base_state)
     findings = sort_findings(findings)
     return findings, discoveries, {"detectors": timings, "detect_total": time.perf_counter() - t0}
 

@@ -11,10 +11,12 @@
                  review / poisoned -> pending in the review queue (`shardguard review`)
                  poisoned          -> webhook POST (optional)
 
-"Judged against everything already accepted": each scan reads the new shards *and* the accepted
-corpus, so cross-shard detectors (exact/MinHash duplicates, trigger statistics, response clusters)
-see both, and only the new shards' findings are kept. The cost is a rescan of the accepted corpus
-each time new shards arrive (see docs/service.md); no scan runs when nothing is new.
+"Judged against everything already accepted": each scan judges the new shards together with the
+accepted corpus, so cross-shard detectors (exact/MinHash duplicates, trigger statistics, response
+clusters) see both, and only the new shards' findings are kept. The accepted corpus is not re-read:
+its merged detector states are stored after each run (`service.corpus`, `<state>/corpus/`) and merged
+with the new shards' states, so a run costs O(new); the verdicts equal a full rescan's (a test checks
+it). The Beam engine still reads the accepted corpus as context shards. No scan runs when nothing is new.
 
 Entry points: `incremental_scan(...)` (plain function), `incremental_scan_flow` (the Prefect flow that
 `shardguard serve` deploys on a schedule), `accept_shard` / `reject_shard` (the review queue).
@@ -34,6 +36,7 @@ from pathlib import Path
 
 from shardguard.pipeline.config import ScanConfig
 from shardguard.pipeline.scan import StageRunner, direct, scan
+from shardguard.service.corpus import AcceptedCorpus
 from shardguard.service.history import (
     AUTO,
     History,
@@ -177,12 +180,18 @@ def _scan_locked(watch, state, hist, cfg, kind, webhook, settle_seconds, engine_
         accepted = state / "accepted"
         context = sorted(p for p in accepted.glob("*") if p.is_file()) if accepted.is_dir() else []
         engine, beam_options = engine_opts
-        summary = scan([inp], out, kind, engine, cfg, beam_options, context_paths=[accepted] if context else [],
-                       inputs_label=[str(watch)], run_stage=run_stage,
-                       extra_summary={"service": {
-                           "scan_id": scan_id, "watch": str(watch), "context_shards": len(context),
-                           "note": "discoveries cover the new shards and the accepted corpus; "
-                                   "findings, verdicts and outputs cover the new shards only"}}).summary
+        service_info = {"scan_id": scan_id, "watch": str(watch), "context_shards": len(context),
+                        "note": "discoveries cover the new shards and the accepted corpus; "
+                                "findings, verdicts and outputs cover the new shards only"}
+        base_state, base_rows, context_paths = None, 0, [accepted] if context else []
+        if engine == "local" and context:
+            # the accepted corpus's stored detector states: this run observes only the new shards
+            corpus = AcceptedCorpus(state, cfg, kind)
+            service_info["corpus"] = corpus.sync() | {"rows": corpus.rows, "mode": "stored states"}
+            base_state, base_rows, context_paths = corpus.state(), corpus.rows, []
+        summary = scan([inp], out, kind, engine, cfg, beam_options, context_paths=context_paths,
+                       inputs_label=[str(watch)], run_stage=run_stage, base_state=base_state, base_rows=base_rows,
+                       extra_summary={"service": service_info}).summary
     except Exception as e:
         hist.finish_scan(scan_id, "failed", error=f"{type(e).__name__}: {e}", n_new=len(new))
         raise
