@@ -19,7 +19,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip check
 	touch $(STAMP)
 
+# the browser tests of `shardguard ui` drive the system chromium (Debian package), never a download
 setup: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
+		echo "note: chromium not installed (apt-get install chromium): the browser tests will be skipped"
 
 demo: setup
 	$(VENV)/bin/shardguard demo --out demo-out

@@ -22,6 +22,7 @@ LAZY = {
     "serve": "shardguard.cli.service:serve_cmd",
     "history": "shardguard.cli.service:history_cmd",
     "review": "shardguard.cli.service:review_cmd",
+    "ui": "shardguard.cli.ui:ui_cmd",
 }
 
 
