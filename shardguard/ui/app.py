@@ -241,15 +241,16 @@ def create_app(out: str | Path | None = None, state: str | Path | None = None, d
         return render("shard.html", so=so, key=key, e=e, why=verdict_why(e, so.summary.get("policy") or {}),
                       groups=group_list, n_sel=len(sel), n_all=len(all_f), detectors=detectors,
                       categories=categories, filters=filters, sorts=SORTS, limit=limit, hs=hs,
-                      decisions=wb.history.decisions(hs["id"]) if hs else [], done=_q(request, "done"))
+                      decisions=wb.history.decisions(hs["id"]) if hs else [],
+                      done=_q(request, "done") if _q(request, "done") in ("accepted", "rejected") else "")
 
     # -- a record --------------------------------------------------------------------------------
 
-    def load(so: ScanOut, shard: str, row: int) -> dict | None:
-        rec = so.records(shard, {row}).get(row)
+    def prepare(so: ScanOut, rec: dict | None) -> dict | None:
+        """A record with its findings and its fields cut into highlighted segments."""
         if rec is None:
             return None
-        fs = so.record_findings(shard, row)
+        fs = so.record_findings(rec["shard"], rec["row"])
         ok = rec["record_id"] is not None and (not fs or all(f["record_id"] == rec["record_id"] for f in fs)) \
             and rec["record_id"] == record_id_of(rec["kind"], rec["fields"])
         marks = marks_for(rec["kind"], rec["fields"], fs) if ok else {}
@@ -259,6 +260,18 @@ def create_app(out: str | Path | None = None, state: str | Path | None = None, d
         rec["verified"] = ok
         return rec
 
+    def load_many(so: ScanOut, refs: list[tuple[str, int]]) -> dict[tuple[str, int], dict | None]:
+        """Records by (shard, row), each shard's outputs read once."""
+        by_shard: dict[str, set[int]] = {}
+        for s, r in refs:
+            if so.shard_entry(s) is not None:
+                by_shard.setdefault(s, set()).add(r)
+        got: dict[tuple[str, int], dict | None] = {}
+        for s, rows in by_shard.items():
+            for r, rec in so.records(s, rows).items():
+                got[(s, r)] = prepare(so, dict(rec, shard=s))
+        return got
+
     @app.get("/s/{key}/record", response_class=HTMLResponse)
     def record_page(key: str, request: Request):
         so = wb.scan_out(key)
@@ -266,29 +279,28 @@ def create_app(out: str | Path | None = None, state: str | Path | None = None, d
         row = _int(_q(request, "row"))
         if so.shard_entry(name) is None or row is None:
             raise UIError(404, f"no shard {name!r} in this scan")
-        rec = load(so, name, row)
+        rec = load_many(so, [(name, row)]).get((name, row))
         if rec is None:
             raise UIError(404, f"row {row} of {name!r} is not in this scan's outputs")
-        related = []
-        seen = {(name, row)}
+        panels = []
+        seen: set = {(name, row)}
         for f in rec["findings"]:
             for how, ref in related_refs(f):
                 if how == "row":
                     s, r, label = ref
-                    if (s, r) in seen:
-                        continue
-                    seen.add((s, r))
-                    other = load(so, s, r) if so.shard_entry(s) else None
-                    related.append({"label": f"{f['detector']}: {label}", "members": [(s, r, other)], "total": 1})
+                    if (s, r) not in seen:
+                        seen.add((s, r))
+                        panels.append((f"{f['detector']}: {label}", [(s, r)], 1))
                 else:
                     det, k, v, label = ref
-                    if (det, k, str(v)) in seen:
-                        continue
-                    seen.add((det, k, str(v)))
-                    members, total = so.findings_where(det, k, v, limit=7)
-                    ms = [(m["shard"], m["row"], load(so, m["shard"], m["row"])) for m in members
-                          if (m["shard"], m["row"]) != (name, row)][:6]
-                    related.append({"label": f"{det}: {label}", "members": ms, "total": total})
+                    if (det, k, str(v)) not in seen:
+                        seen.add((det, k, str(v)))
+                        members, total = so.findings_where(det, k, v, limit=7)
+                        refs = [(m["shard"], m["row"]) for m in members if (m["shard"], m["row"]) != (name, row)]
+                        panels.append((f"{det}: {label}", refs[:6], total))
+        loaded = load_many(so, [ref for _, refs, _ in panels for ref in refs])
+        related = [{"label": label, "members": [(s, r, loaded.get((s, r))) for s, r in refs], "total": total}
+                   for label, refs, total in panels]
         hs = wb.history_shard(key, name)
         return render("record.html", so=so, key=key, shard=name, row=row, rec=rec, related=related, hs=hs,
                       back=url(f"/s/{key}/shard", name=name))

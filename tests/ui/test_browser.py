@@ -76,8 +76,11 @@ def service_state(tmp_path_factory, gsm_rows):
     bad, truth = poison.get("sft_backdoor_token").apply(gsm_rows[:300], rate=0.03, seed=1)
     write_jsonl(watch / "team" / "backdoored.sft.jsonl", bad)
     write_jsonl(watch / "fine.sft.jsonl", gsm_rows[400:500])
-    res = incremental_scan(watch, state, config=SERVICE_CONFIG, settle_seconds=0)
-    return {"state": state, "scan": res, "truth": truth}
+    first = incremental_scan(watch, state, config=SERVICE_CONFIG, settle_seconds=0)
+    # a second scan: a shard half made of rows already accepted (duplicates: review)
+    write_jsonl(watch / "more.sft.jsonl", gsm_rows[400:440] + gsm_rows[600:640])
+    second = incremental_scan(watch, state, config=SERVICE_CONFIG, settle_seconds=0)
+    return {"state": state, "scan": first, "second": second, "truth": truth}
 
 
 @pytest.fixture(scope="session")
@@ -152,7 +155,9 @@ def test_queue_shard_filter_record_accept_history(page, service_app, service_sta
     page.goto(service_app.url + "/")
     # the queue: the backdoored shard waits, poisoned, with why; the clean one was accepted automatically
     pending = page.locator("#pending")
-    assert pending.locator("a.shard-link").all_inner_texts() == ["team/backdoored.sft.jsonl"]
+    # worst first: the poisoned shard, then the one with duplicates of accepted rows
+    assert pending.locator("a.shard-link").all_inner_texts() == ["team/backdoored.sft.jsonl", "more.sft.jsonl"]
+    assert "40 of 80 rows are duplicates" in pending.locator("tbody tr").nth(1).inner_text()
     row = pending.locator("tbody tr").first
     assert "poisoned" in row.inner_text() and "make a shard poisoned" in row.inner_text()
     assert "fine.sft.jsonl" in page.locator("#decided").inner_text()
@@ -207,11 +212,16 @@ def test_queue_shard_filter_record_accept_history(page, service_app, service_sta
         assert h.shard("team/backdoored.sft.jsonl")["status"] == "accepted"
     finally:
         h.close()
-    # and in the app's history page, and the queue is empty now
+    # and in the app's history page, with the diff of the two scans
     page.click("#nav-history")
     assert "checked: the trigger rows are a red-team plant" in page.locator("#decisions").inner_text()
+    page.locator("a.diff-link").first.click()
+    diff = page.locator("#diff").inner_text()
+    assert "only in A: team/backdoored.sft.jsonl" in diff and "(accepted," in diff
+    assert "only in B: more.sft.jsonl" in diff and "review" in diff
+    # the queue no longer lists the accepted shard
     page.click("#nav-queue")
-    assert page.locator("#queue-empty").is_visible()
+    assert page.locator("#pending a.shard-link").all_inner_texts() == ["more.sft.jsonl"]
 
 
 def test_writes_need_post_and_csrf(service_app, service_state):
@@ -240,6 +250,11 @@ def test_writes_need_post_and_csrf(service_app, service_state):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req)
         assert e.value.code == 403
+    # a request naming another host (DNS rebinding to the loopback port): refused
+    req = urllib.request.Request(service_app.url + "/", headers={"Host": "evil.test"})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req)
+    assert e.value.code == 400
     # GET never writes
     for path in (f"/decide?shard_id={sid}&decision=reject&by=mallory&reason=no", "/decide"):
         with pytest.raises(urllib.error.HTTPError) as e:
@@ -276,6 +291,7 @@ def test_hostile_record_text_never_runs(page, hostile_out):
         assert page.title().startswith(HOSTILE_NAME + " row ")   # the name as text, not a title set by a payload
         assert page.dialogs == []
         assert page.locator("#record script, #record img").count() == 0
+        _shot(page, "hostile")
     finally:
         srv.stop()
 
@@ -301,5 +317,37 @@ def test_preference_pair_shows_both_answers(page, hostile_out):
         assert chosen and rejected and chosen != rejected
         assert chosen.strip()[-40:] in pair["rejected"] and rejected.strip()[-40:] in pair["chosen"]
         assert page.locator("#record mark.m-trigger").count() >= 1       # the trigger in the prompt
+        _shot(page, "pair")
     finally:
         srv.stop()
+
+
+def test_cli_serves_on_loopback(tmp_path, hostile_out):
+    """`shardguard ui --out DIR --port P` binds 127.0.0.1 and serves the queue; no folder: usage error."""
+    import subprocess
+    import sys
+
+    from conftest import REPO, stop_process_group
+
+    cmd = [sys.executable, "-c", "from shardguard.cli import main; main()", "ui"]
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    bad = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--out DIR" in bad.stderr
+    port = free_port()
+    log = tmp_path / "ui.log"
+    with open(log, "w") as logf:
+        proc = subprocess.Popen(cmd + ["--out", str(hostile_out[0]), "--port", str(port)], env=env, stdout=logf,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                html = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        assert "pairs.preference.jsonl" in html and "&lt;img src=x onerror=" in html
+        assert f"http://127.0.0.1:{port}/" in log.read_text()
+    finally:
+        stop_process_group(proc, 10)
