@@ -258,6 +258,7 @@ def create_app(out: str | Path | None = None, state: str | Path | None = None, d
         rec["segments"] = {k: segments(v, marks.get(k, [])) for k, v in rec["fields"].items()}
         rec["findings"] = fs
         rec["verified"] = ok
+        rec["mark_classes"] = {m.cls for ms in marks.values() for m in ms}
         return rec
 
     def load_many(so: ScanOut, refs: list[tuple[str, int]]) -> dict[tuple[str, int], dict | None]:
