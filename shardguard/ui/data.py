@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,9 +48,14 @@ class ScanOut:
     _summary: dict | None = None
     _flags: pa.Table | None = None
     _records: OrderedDict = field(default_factory=OrderedDict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)   # pages are served from a thread pool
 
     @property
     def summary(self) -> dict:
+        with self._lock:
+            return self._load_summary()
+
+    def _load_summary(self) -> dict:
         if self._summary is None:
             p = self.root / "summary.json"
             self._summary = json.loads(p.read_text(encoding="utf-8")) if p.is_file() else {"shards": []}
@@ -57,6 +63,10 @@ class ScanOut:
 
     @property
     def flags(self) -> pa.Table:
+        with self._lock:
+            return self._load_flags()
+
+    def _load_flags(self) -> pa.Table:
         if self._flags is None:
             p = self.root / "flags.parquet"
             if p.is_file():
@@ -121,16 +131,18 @@ class ScanOut:
             return {}
         want = None if rows is None else set(rows)
         if want is not None:
-            hit = {r: self._records[(name, r)] for r in want if (name, r) in self._records}
+            with self._lock:
+                hit = {r: self._records[(name, r)] for r in want if (name, r) in self._records}
             if len(hit) == len(want):
                 return hit
         out = self._read_records(e, want)
         if want is not None:
-            for r, rec in out.items():
-                self._records[(name, r)] = rec
-                self._records.move_to_end((name, r))
-            while len(self._records) > 5000:
-                self._records.popitem(last=False)
+            with self._lock:
+                for r, rec in out.items():
+                    self._records[(name, r)] = rec
+                    self._records.move_to_end((name, r))
+                while len(self._records) > 5000:
+                    self._records.popitem(last=False)
         return out
 
     def _read_records(self, e: dict, want: set[int] | None) -> dict[int, dict]:
