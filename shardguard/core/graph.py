@@ -34,3 +34,23 @@ def lsh_bands(threshold: float, num_perm: int, fp_weight: float, fn_weight: floa
             if err < best:
                 best, opt = err, (b, r)
     return opt
+
+
+def bucket_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edges (head, member) within groups of equal keys: every record whose key another record shares
+    is joined to the first (lowest index) record of its group. Sort-based, O(n log n), no Python per
+    record; enough edges for connected components, not all pairs."""
+    keys = np.asarray(keys)
+    if len(keys) < 2:
+        e = np.zeros(0, np.int64)
+        return e, e
+    order = np.argsort(keys, kind="stable")
+    k = keys[order]
+    same = k[1:] == k[:-1]
+    if not same.any():
+        e = np.zeros(0, np.int64)
+        return e, e
+    heads = np.r_[True, ~same]
+    head_pos = np.maximum.accumulate(np.where(heads, np.arange(len(order)), 0))
+    member = ~heads
+    return order[head_pos[member]].astype(np.int64), order[member].astype(np.int64)

@@ -1,16 +1,21 @@
 """Exact duplicates: records whose normalized content hash (`record_id`) is equal.
 
-The first occurrence (in shard order, then row) is kept; every later copy is a `duplicate`
-finding that names the kept record and the number of copies.
+The first occurrence (input order) is kept; every later copy is a `duplicate` finding that names the
+kept record and the number of copies.
+
+State per record is compact: `seq`, the record id's first 64 bits (`core.minhash.id_prefix`; record
+ids are blake2b digests, so a 64-bit prefix collides with probability ~n^2/2^65) and the row as numpy
+chunks, the shard as Arrow; partial states merge by appending chunks. The model holds the duplicate
+groups only.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from shardguard.detectors.base import Detector
+from shardguard.core.minhash import id_prefix
+from shardguard.detectors.base import Detector, concat_columns
 
 
 class ExactDuplicates(Detector):
@@ -19,40 +24,44 @@ class ExactDuplicates(Detector):
     defaults = {}
 
     def observe(self, batch: pa.RecordBatch):
-        t = pa.table({"record_id": batch.column("record_id"), "shard": batch.column("shard"),
-                      "row": batch.column("row"), "seq": batch.column("seq")})
-        return t
+        return {"seq": [batch.column("seq").to_numpy().astype(np.int64, copy=False)],
+                "id": [id_prefix(batch.column("record_id"))],
+                "row": [batch.column("row").to_numpy().astype(np.int64, copy=False)],
+                "shard": [batch.column("shard")]}
 
     def merge(self, a, b):
-        if a is None:
-            return b
-        if b is None:
-            return a
-        return pa.concat_tables([a, b])
+        return concat_columns(a, b)  # lists of chunks: appended, never copied
 
     def finalize(self, state, context):
-        if state is None or state.num_rows == 0:
-            return {}
-        t = state.sort_by("seq").combine_chunks()  # input order, whatever order the partials merged in
-        ids = t.column("record_id").to_numpy(zero_copy_only=False)
-        uniq, first_idx, counts = np.unique(ids, return_index=True, return_counts=True)
+        """{"ids": sorted uint64 keys of duplicated contents, "groups": {key: (kept shard, kept row,
+        copies, kept seq)}}."""
+        model = {"ids": np.zeros(0, np.uint64), "groups": {}}
+        if not state or not state["seq"]:
+            return model
+        seq, ids = np.concatenate(state["seq"]), np.concatenate(state["id"])
+        order = np.argsort(seq, kind="stable")  # input order, whatever order the partials merged in
+        uniq, first, counts = np.unique(ids[order], return_index=True, return_counts=True)
         dup = counts > 1
-        shards = t.column("shard").to_pylist()
-        rows = t.column("row").to_numpy()
-        # np.unique's first index is the first occurrence in input order: that copy is kept
-        return {str(u): (shards[i], int(rows[i]), int(c)) for u, i, c in zip(uniq[dup], first_idx[dup], counts[dup])}
+        if not dup.any():
+            return model
+        kept = order[first[dup]]  # np.unique's first index is the first occurrence in input order
+        shards = pa.chunked_array(state["shard"]).take(pa.array(kept)).to_pylist()
+        rows = np.concatenate(state["row"])[kept].tolist()
+        model["ids"] = uniq[dup]
+        model["groups"] = {int(u): (s, int(r), int(c), int(q)) for u, s, r, c, q in
+                           zip(uniq[dup].tolist(), shards, rows, counts[dup].tolist(), seq[kept].tolist())}
+        return model
 
     def flag(self, batch, model):
-        if not model:
+        if not model or not model["groups"]:
             return []
+        ids = id_prefix(batch.column("record_id"))
+        hit = np.flatnonzero(np.isin(ids, model["ids"]))
+        seqs = batch.column("seq").to_numpy()
         found = []
-        ids = batch.column("record_id").to_pylist()
-        shards = batch.column("shard").to_pylist()
-        rows = batch.column("row").to_pylist()
-        hit = pc.is_in(batch.column("record_id"), value_set=pa.array(list(model), pa.string()))
-        for i in np.flatnonzero(hit.to_numpy(zero_copy_only=False)):
-            ks, kr, n = model[ids[i]]
-            if (shards[i], rows[i]) == (ks, kr):
+        for i in hit.tolist():
+            ks, kr, n, kseq = model["groups"][int(ids[i])]
+            if int(seqs[i]) == kseq:
                 continue
             found.append({"i": int(i), "score": 1.0,
                           "reason": f"exact duplicate of {ks} row {kr} ({n} copies; the first is kept)",
@@ -60,5 +69,5 @@ class ExactDuplicates(Detector):
         return found
 
     def discoveries(self, model):
-        return {"duplicate_groups": len(model or {}),
-                "extra_copies": sum(n - 1 for _, _, n in (model or {}).values())}
+        groups = (model or {}).get("groups", {})
+        return {"duplicate_groups": len(groups), "extra_copies": sum(g[2] - 1 for g in groups.values())}

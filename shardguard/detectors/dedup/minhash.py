@@ -1,22 +1,28 @@
-"""MinHash LSH near-duplicates, vectorised: word 5-gram shingles, 128 permutations, banded LSH.
+"""MinHash LSH near-duplicates, vectorised and compact: word 5-gram shingles, one-permutation
+MinHash (128 slots), banded LSH, verified edges, connected clusters.
 
-Readable end to end (text-dedup style):
+Readable end to end (text-dedup style); each step is a pure function that the keyed Beam stages
+use as well:
 
-1. `shingle_hashes(texts)`  lowercase, split into words, hash each word once (polars, native), and
-   combine 5 consecutive word hashes into one 64-bit shingle hash with numpy (no Python per word).
-   Texts shorter than 5 words become one shingle of all their words.
-2. `signatures(...)`        for each permutation i, h_i(x) = ((a_i * x + b_i) mod 2^64) >> 32 over the
-   32-bit shingle hash x (multiply-add-shift, a 2-independent family); the signature is the
-   per-document minimum (numpy `minimum.reduceat`). Estimated Jaccard = share of equal slots,
-   which agrees with datasketch's estimates (tests and `bench/` check this).
-3. `lsh_pairs(sigs)`        b bands of r rows chosen for the threshold (datasketch's optimiser, recall-weighted);
-   documents sharing a band bucket are candidates; each candidate edge is verified by its
-   estimated Jaccard >= threshold, so precision does not hinge on the banding.
-4. `clusters(...)`          connected components of the verified edges (scipy). In each cluster the
-   first record (shard order, row) is kept; the others are `duplicate` findings naming it.
+1. `signatures(texts, cfg)`   lowercase, `\\w+` words hashed once (polars, native), 5 consecutive word
+   hashes combined into one 64-bit shingle hash (numpy), then one-permutation hashing with optimal
+   densification: each shingle's hash picks one of num_perm slots and a 32-bit value, a slot keeps its
+   minimum, an empty slot copies the slot a fixed probe sequence finds (`core.minhash`). One hash per
+   shingle instead of num_perm; the share of equal slots estimates Jaccard like classic MinHash
+   (tests check it against exact Jaccard and datasketch). Texts shorter than 5 words are one shingle.
+2. `band_keys(sigs, cfg)`     b bands of r slots (datasketch's optimiser, recall-weighted); each band's
+   slots hashed to one uint64, salted by the band index, so equal keys mean a shared LSH bucket.
+3. `candidate_pairs(keys)`    per bucket, an edge from its first record to each other one (sort-based).
+4. `confirm_edges(...)`       an edge is kept when its estimated Jaccard >= threshold, so precision does
+   not hinge on the banding.
+5. connected components of the kept edges (`core.graph.components`). In each cluster the first record
+   (input order) is kept; the others are `duplicate` findings naming it.
 
-The model publishes, per cluster, its size and distinct URL/domain counts, so the campaign
-detector can call a mass near-duplicate cluster across many domains `poison`.
+State per record is compact: `seq`, a 64-bit prefix of the record id, the row, the uint32 signature
+(numpy chunks) and shard/url as Arrow arrays (no Python object per record); partial states merge by
+appending chunks. The model publishes, per cluster, its size and distinct URL/domain counts (the
+campaign detector calls a mass near-duplicate cluster across many domains `poison`), and `members`
+keyed by (shard, row) for the clustered records only.
 """
 
 from __future__ import annotations
@@ -24,95 +30,28 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 
-from shardguard.core.graph import components, lsh_bands
+from shardguard.core.graph import bucket_pairs, components, lsh_bands
+from shardguard.core.minhash import id_prefix, oph_signatures, perm_params, shingle_hashes, shingle_hashes64
 from shardguard.detectors.base import Detector, concat_columns
 
-_M61 = np.uint64((1 << 61) - 1)
-_WORD = r"\w+"
+__all__ = ["MinHashNearDuplicates", "band_keys", "candidate_pairs", "confirm_edges", "domain", "id_prefix",
+           "optimal_bands", "perm_params", "shingle_hashes", "signatures"]
+
+DEFAULTS = {"threshold": 0.8, "num_perm": 128, "ngram": 5, "seed": 1, "lsh_fn_weight": 0.95}
 
 
-def perm_params(num_perm: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    a = rng.integers(1, np.iinfo(np.uint64).max, size=num_perm, dtype=np.uint64) | np.uint64(1)
-    b = rng.integers(0, np.iinfo(np.uint64).max, size=num_perm, dtype=np.uint64)
-    return a, b
+def _cfg(cfg: dict | None) -> dict:
+    return {**DEFAULTS, **(cfg or {})}
 
 
-def shingle_hashes(texts: list[str] | pa.Array, ngram: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """Returns (x, starts): 32-bit shingle hashes of all docs concatenated, and each doc's start.
-
-    Every doc has at least one shingle (an empty doc hashes the empty string)."""
-    s = pl.Series("t", texts, dtype=pl.String).fill_null("")
-    words = s.str.to_lowercase().str.extract_all(_WORD)
-    lens = words.list.len().fill_null(0).to_numpy().astype(np.int64)
-    flat = words.explode().drop_nulls()
-    wh = flat.hash(seed=42).to_numpy().astype(np.uint64) if len(flat) else np.zeros(0, np.uint64)
-    n_docs = len(lens)
-    word_start = np.zeros(n_docs, np.int64)
-    np.cumsum(lens[:-1], out=word_start[1:])
-    # number of shingles per doc: max(len - ngram + 1, 1)
-    n_sh = np.maximum(lens - ngram + 1, 1)
-    total = int(n_sh.sum())
-    sh_start = np.zeros(n_docs, np.int64)
-    np.cumsum(n_sh[:-1], out=sh_start[1:])
-    # position of each shingle's first word in `wh`
-    doc_of = np.repeat(np.arange(n_docs), n_sh)
-    first = np.arange(total, dtype=np.int64) - sh_start[doc_of] + word_start[doc_of]
-    mult = np.uint64(0x9E3779B97F4A7C15)
-    n_w = len(wh)
-    with np.errstate(over="ignore"):
-        # rolling combination of `ngram` consecutive word hashes over the whole flat word array
-        # (windows that cross a document boundary are computed and never selected)
-        if n_w >= ngram:
-            roll = np.zeros(n_w - ngram + 1, np.uint64)
-            for k in range(ngram):
-                roll ^= wh[k:n_w - ngram + 1 + k]
-                roll *= mult
-                roll += np.uint64(k + 1)
-        else:
-            roll = np.zeros(0, np.uint64)
-        h = np.zeros(total, np.uint64)
-        full = lens[doc_of] >= ngram
-        h[full] = roll[first[full]]
-        short_docs = np.flatnonzero(lens < ngram)  # documents shorter than one shingle: all their words
-        for d in short_docs:
-            acc = np.uint64(0)
-            for k in range(int(lens[d])):
-                acc = (acc ^ wh[word_start[d] + k]) * mult + np.uint64(k + 1)
-            h[sh_start[d]] = acc
-        h ^= h >> np.uint64(29)
-        h *= np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(32)
-    x = (h & np.uint64(0xFFFFFFFF)).astype(np.uint64)
-    return x, sh_start
-
-
-def signatures(x: np.ndarray, starts: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 8192) -> np.ndarray:
-    """(n_docs, num_perm) uint32 MinHash signatures of docs whose shingles are x[starts[i]:starts[i+1]]."""
-    n_docs, num_perm = len(starts), len(a)
-    out = np.empty((n_docs, num_perm), np.uint32)
-    if n_docs == 0:
-        return out
-    ends = np.append(starts[1:], len(x))
-    a_col, b_col = a[:, None], b[:, None]
-    d0 = 0
-    while d0 < n_docs:
-        # take whole docs until ~chunk shingles
-        d1 = int(np.searchsorted(starts, starts[d0] + chunk, side="right"))
-        d1 = max(d1, d0 + 1)
-        d1 = min(d1, n_docs)
-        s0, s1 = int(starts[d0]), int(ends[d1 - 1])
-        with np.errstate(over="ignore"):
-            m = a_col * x[None, s0:s1]
-            m += b_col
-        m >>= np.uint64(32)
-        mins = np.minimum.reduceat(m, starts[d0:d1] - s0, axis=1)
-        out[d0:d1] = mins.T.astype(np.uint32)
-        d0 = d1
-    return out
+def signatures(texts: list[str] | pa.Array, cfg: dict | None = None) -> np.ndarray:
+    """(n, num_perm) uint32 MinHash signatures of texts (word `ngram`-shingles, one-permutation
+    hashing with optimal densification). Deterministic for a given cfg (num_perm, ngram, seed)."""
+    c = _cfg(cfg)
+    h, starts = shingle_hashes64(texts, c["ngram"])
+    return oph_signatures(h, starts, c["num_perm"], c["seed"])
 
 
 def optimal_bands(threshold: float, num_perm: int, fn_weight: float = 0.95) -> tuple[int, int]:
@@ -122,39 +61,67 @@ def optimal_bands(threshold: float, num_perm: int, fn_weight: float = 0.95) -> t
     return lsh_bands(threshold, num_perm, 1.0 - fn_weight, fn_weight)
 
 
-def lsh_pairs(sigs: np.ndarray, bands: int, rows: int, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Verified candidate edges (i, j, est_jaccard) with i < j."""
+def _bands(c: dict) -> tuple[int, int]:
+    if c.get("bands") and c.get("rows"):  # explicit banding (benchmarks, tests)
+        return int(c["bands"]), int(c["rows"])
+    return optimal_bands(float(c["threshold"]), int(c["num_perm"]), float(c["lsh_fn_weight"]))
+
+
+def band_keys(sigs: np.ndarray, cfg: dict | None = None) -> np.ndarray:
+    """(n, bands) uint64 LSH bucket keys: band b's `rows` slots hashed into one 64-bit key, salted by b,
+    so two records share a bucket exactly when a band's slots are equal (up to 2^-64 collisions), and
+    keys of different bands never meet. Bands x rows come from the threshold (`optimal_bands`), or
+    from cfg["bands"] and cfg["rows"] when both are given."""
+    c = _cfg(cfg)
+    bands, rows = _bands(c)
+    sigs = np.asarray(sigs)
     n = len(sigs)
+    out = np.empty((n, bands), np.uint64)
+    mult = np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        for b in range(bands):
+            h = np.full(n, np.uint64((0xB5AD4ECEDA1CE2A9 * (b + 1)) & 0xFFFFFFFFFFFFFFFF), np.uint64)
+            for r in range(b * rows, (b + 1) * rows):
+                h ^= sigs[:, r].astype(np.uint64)
+                h *= mult
+                h ^= h >> np.uint64(29)
+            h *= np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(32)
+            out[:, b] = h
+    return out
+
+
+def candidate_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct candidate edges (i < j) from (n, bands) bucket keys: in every bucket, the first record
+    to each other one (enough for connected components)."""
+    keys = np.asarray(keys)
+    if keys.ndim == 1:
+        keys = keys[:, None]
+    n = len(keys)
     src, dst = [], []
-    for band in range(bands):
-        block = np.ascontiguousarray(sigs[:, band * rows:(band + 1) * rows])
-        keys = block.view(np.dtype((np.void, block.dtype.itemsize * rows))).ravel()
-        _, inv, counts = np.unique(keys, return_inverse=True, return_counts=True)
-        shared = counts[inv] > 1
-        if not shared.any():
-            continue
-        idx = np.flatnonzero(shared)
-        order = idx[np.argsort(inv[idx], kind="stable")]
-        buckets = inv[order]
-        heads = np.r_[True, buckets[1:] != buckets[:-1]]
-        head_of = order[np.maximum.accumulate(np.where(heads, np.arange(len(order)), 0))]
-        keep = ~heads
-        src.append(head_of[keep])
-        dst.append(order[keep])
+    for b in range(keys.shape[1]):
+        i, j = bucket_pairs(keys[:, b])
+        src.append(i)
+        dst.append(j)
     if not src:
         e = np.zeros(0, np.int64)
-        return e, e, np.zeros(0)
-    i = np.concatenate(src)
-    j = np.concatenate(dst)
-    lo, hi = np.minimum(i, j), np.maximum(i, j)
-    pairs = np.unique(np.stack([lo, hi], 1), axis=0)
-    lo, hi = pairs[:, 0], pairs[:, 1]
-    est = np.empty(len(lo))
-    for s in range(0, len(lo), 65536):
-        est[s:s + 65536] = (sigs[lo[s:s + 65536]] == sigs[hi[s:s + 65536]]).mean(1)
-    ok = est >= threshold
-    _ = n
-    return lo[ok], hi[ok], est[ok]
+        return e, e
+    i, j = np.concatenate(src), np.concatenate(dst)
+    code = np.unique(np.minimum(i, j) * np.int64(n) + np.maximum(i, j))
+    return code // n, code % n
+
+
+def confirm_edges(sigs: np.ndarray, i: np.ndarray, j: np.ndarray, cfg: dict | None = None,
+                  block: int = 65536) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The edges (i, j) whose estimated Jaccard (share of equal signature slots) is >= threshold,
+    with that estimate (float64), in the given order."""
+    c = _cfg(cfg)
+    i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
+    est = np.empty(len(i))
+    for s in range(0, len(i), block):
+        est[s:s + block] = (sigs[i[s:s + block]] == sigs[j[s:s + block]]).mean(1)
+    ok = est >= float(c["threshold"])
+    return i[ok], j[ok], est[ok]
 
 
 def domain(url: str) -> str:
@@ -165,82 +132,110 @@ def domain(url: str) -> str:
     return host[4:] if host.startswith("www.") else host
 
 
+def _cat(chunks: list, dtype=None) -> np.ndarray:
+    if not chunks:
+        return np.zeros(0, dtype)
+    return np.concatenate(chunks)
+
+
 class MinHashNearDuplicates(Detector):
     name = "minhash"
     category = "duplicate"
-    defaults = {"threshold": 0.8, "num_perm": 128, "ngram": 5, "seed": 1, "lsh_fn_weight": 0.95}
-
-    def __init__(self, **config):
-        super().__init__(**config)
-        self._a, self._b = perm_params(self.config["num_perm"], self.config["seed"])
+    defaults = dict(DEFAULTS)
 
     def observe(self, batch: pa.RecordBatch):
-        x, starts = shingle_hashes(batch.column("text"), self.config["ngram"])
-        sigs = signatures(x, starts, self._a, self._b)
-        return {"shard": batch.column("shard").to_pylist(), "row": batch.column("row").to_numpy(),
-                "seq": batch.column("seq").to_numpy(),
-                "record_id": batch.column("record_id").to_pylist(),
-                "url": batch.column("url").to_pylist(), "sig": sigs}
+        sigs = signatures(batch.column("text"), self.config)
+        return {"seq": [batch.column("seq").to_numpy().astype(np.int64, copy=False)],
+                "id": [id_prefix(batch.column("record_id"))],
+                "row": [batch.column("row").to_numpy().astype(np.int64, copy=False)],
+                "shard": [batch.column("shard")], "url": [batch.column("url")], "sig": [sigs]}
 
     def merge(self, a, b):
-        return concat_columns(a, b)
+        return concat_columns(a, b)  # lists of chunks: appended, never copied
 
     def finalize(self, state, context):
-        empty = {"members": {}, "clusters": {}}
-        if state is None or len(state["row"]) == 0:
+        empty = {"members": {}, "clusters": {}, "member_seqs": np.zeros(0, np.int64)}
+        if not state or not state["seq"]:
             return empty
+        cfg = self.config
+        seq, ids = _cat(state["seq"], np.int64), _cat(state["id"], np.uint64)
         # exact copies are the exact detector's business: cluster unique contents only, in input order
         # (partial states may merge in any order; `seq` restores the input order)
-        seen: dict[str, int] = {}
-        uniq = []
-        for i in np.argsort(state["seq"], kind="stable").tolist():
-            rid = state["record_id"][i]
-            if rid not in seen:
-                seen[rid] = i
-                uniq.append(i)
-        uidx = np.asarray(uniq, np.int64)
-        sigs = state["sig"][uidx]
-        bands, rows = optimal_bands(self.config["threshold"], self.config["num_perm"], self.config["lsh_fn_weight"])
-        lo, hi, est = lsh_pairs(sigs, bands, rows, self.config["threshold"])
-        if len(lo) == 0:
-            return empty
+        order = np.argsort(seq, kind="stable")
+        _, first = np.unique(ids[order], return_index=True)
+        uidx = np.sort(order[first])  # global positions of each content's first copy...
+        uidx = uidx[np.argsort(seq[uidx], kind="stable")]  # ...in input order
         n = len(uidx)
+        # signatures stay in their chunks: gather rows by global position
+        offs = np.cumsum([0] + [len(s) for s in state["sig"]])
+
+        def rows_of(pos: np.ndarray) -> np.ndarray:
+            out = np.empty((len(pos), cfg["num_perm"]), np.uint32)
+            ck = np.searchsorted(offs, pos, side="right") - 1
+            for c in np.unique(ck):
+                m = ck == c
+                out[m] = state["sig"][c][pos[m] - offs[c]]
+            return out
+
+        keys = np.empty((n, _bands(cfg)[0]), np.uint64)
+        blk = 1 << 16
+        for s in range(0, n, blk):
+            keys[s:s + blk] = band_keys(rows_of(uidx[s:s + blk]), cfg)
+        ci, cj = candidate_pairs(keys)
+        del keys
+        if len(ci) == 0:
+            return empty
+        nodes, inv = np.unique(np.concatenate([ci, cj]), return_inverse=True)
+        sub = rows_of(uidx[nodes])
+        li, lj, est = confirm_edges(sub, inv[:len(ci)], inv[len(ci):], cfg)
+        if len(li) == 0:
+            return empty
+        lo, hi = nodes[li], nodes[lj]
         labels = components(n, lo, hi)
         sizes = np.bincount(labels)
-        best = {}
-        for a_, b_, e in zip(lo.tolist(), hi.tolist(), est.tolist()):
-            best[a_] = max(best.get(a_, 0.0), e)
-            best[b_] = max(best.get(b_, 0.0), e)
+        best = np.zeros(n)
+        np.maximum.at(best, lo, est)
+        np.maximum.at(best, hi, est)
+        in_cluster = np.flatnonzero(sizes[labels] > 1)  # ascending = input order: the first is kept
+        g = pa.array(uidx[in_cluster])
+        shards = pa.chunked_array(state["shard"]).take(g).to_pylist()
+        urls = pa.chunked_array(state["url"]).take(g).to_pylist()
+        rows = _cat(state["row"], np.int64)[uidx[in_cluster]].tolist()
         members: dict[tuple[str, int], dict] = {}
         clusters: dict[int, dict] = {}
-        in_cluster = np.flatnonzero(sizes[labels] > 1)
-        # number clusters by their kept (first) member
-        for u in in_cluster:  # ascending = input order, so the first seen member is the kept one
+        for u, shard, row, url in zip(in_cluster.tolist(), shards, rows, urls):
             lab = int(labels[u])
-            i = int(uidx[u])
-            key = (state["shard"][i], int(state["row"][i]))
+            key = (shard, int(row))
             c = clusters.get(lab)
             if c is None:
                 c = clusters[lab] = {"cluster_id": len(clusters), "size": int(sizes[lab]), "kept_shard": key[0],
                                      "kept_row": key[1], "urls": set(), "domains": set()}
-            url = state["url"][i] or ""
             if url:
                 c["urls"].add(url)
                 c["domains"].add(domain(url))
-            members[key] = {"cluster": lab, "jaccard": round(best.get(int(u), 0.0), 3)}
-        out_clusters = {}
-        for lab, c in clusters.items():
-            out_clusters[lab] = {"cluster_id": c["cluster_id"], "size": c["size"], "kept_shard": c["kept_shard"],
-                                 "kept_row": c["kept_row"], "distinct_urls": len(c["urls"]),
-                                 "distinct_domains": len(c["domains"])}
-        return {"members": members, "clusters": out_clusters}
+            members[key] = {"cluster": lab, "jaccard": round(float(best[u]), 3)}
+        out_clusters = {lab: {"cluster_id": c["cluster_id"], "size": c["size"], "kept_shard": c["kept_shard"],
+                              "kept_row": c["kept_row"], "distinct_urls": len(c["urls"]),
+                              "distinct_domains": len(c["domains"])} for lab, c in clusters.items()}
+        # seqs of clustered records, so `flag` looks up only the rows that are members
+        return {"members": members, "clusters": out_clusters, "member_seqs": np.sort(seq[uidx[in_cluster]])}
 
     def flag(self, batch, model):
         members = model["members"]
         if not members:
             return []
+        ms = model.get("member_seqs")
+        if ms is not None:
+            hit = np.flatnonzero(np.isin(batch.column("seq").to_numpy(), ms))
+        else:
+            hit = np.arange(batch.num_rows)
+        if not len(hit):
+            return []
+        idx = pa.array(hit)
+        shards = batch.column("shard").take(idx).to_pylist()
+        rows = batch.column("row").take(idx).to_pylist()
         found = []
-        for i, (s, r) in enumerate(zip(batch.column("shard").to_pylist(), batch.column("row").to_pylist())):
+        for i, s, r in zip(hit.tolist(), shards, rows):
             m = members.get((s, r))
             if m is None:
                 continue

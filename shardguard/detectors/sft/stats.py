@@ -20,13 +20,13 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from shardguard.core.minhash import perm_params, perm_signatures, shingle_hashes
 from shardguard.core.normalize import (  # noqa: F401 (re-exported)
     HOMOGLYPH_TABLE,
     INVISIBLE,
     WHITESPACE,
     normalize,
 )
-from shardguard.detectors.dedup.minhash import perm_params, shingle_hashes, signatures
 
 TOKEN_RE = r"\w+|[^\w\s]"
 _TOKEN = re.compile(TOKEN_RE)
@@ -229,7 +229,7 @@ def response_sigs(norm_texts: list[str] | pa.Array, num_perm: int = 64, ngram: i
         _SIG_CACHE[key] = perm_params(num_perm, 11)
     a, b = _SIG_CACHE[key]
     x, starts = shingle_hashes(norm_texts, ngram)
-    return signatures(x, starts, a, b)
+    return perm_signatures(x, starts, a, b)
 
 
 def text_keys(norm_texts: list[str]) -> np.ndarray:

@@ -12,10 +12,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from shardguard.detectors.dedup.minhash import (
-    lsh_pairs,
-    optimal_bands,
-    perm_params,
-    shingle_hashes,
+    band_keys,
+    candidate_pairs,
+    confirm_edges,
     signatures,
 )
 
@@ -50,11 +49,9 @@ def test_near_duplicate_recall_precision_vs_exact_jaccard():
     corpus = list(base)
     for i in range(300):  # planted near-duplicates: copies with 0-25 word edits
         corpus.append(edit(base[i], rng, rng.randrange(0, 26)))
-    x, starts = shingle_hashes(corpus)
-    a, b = perm_params(128)
-    sigs = signatures(x, starts, a, b)
-    bands, rows = optimal_bands(0.8, 128)
-    lo, hi, _ = lsh_pairs(sigs, bands, rows, 0.8)
+    cfg = {"threshold": 0.8, "num_perm": 128}
+    sigs = signatures(corpus, cfg)
+    lo, hi, _ = confirm_edges(sigs, *candidate_pairs(band_keys(sigs, cfg)), cfg)
     # what a user sees is clusters: a pair is found when both records land in one cluster
     n = len(corpus)
     _, labels = connected_components(coo_matrix((np.ones(len(lo)), (lo, hi)), shape=(n, n)), directed=False)
@@ -82,11 +79,9 @@ def test_estimates_agree_with_datasketch():
                                              limit=120)]
     rng = random.Random(1)
     pairs = [(t, edit(t, rng, rng.randrange(1, 60))) for t in docs]
-    a, b = perm_params(128)
     ours, theirs, exact = [], [], []
     for t1, t2 in pairs:
-        x, st = shingle_hashes([t1, t2])
-        s = signatures(x, st, a, b)
+        s = signatures([t1, t2], {"num_perm": 128})
         ours.append((s[0] == s[1]).mean())
         m1, m2 = MinHash(num_perm=128), MinHash(num_perm=128)
         s1, s2 = shingles(t1), shingles(t2)
