@@ -36,8 +36,9 @@ def main(argv=None) -> int:
     import numpy as np
     from datasketch import MinHash, MinHashLSH
 
+    from shardguard.core.minhash import perm_params, perm_signatures, shingle_hashes
     from shardguard.detectors.dedup.exact_dup import ExactDuplicates
-    from shardguard.detectors.dedup.minhash import MinHashNearDuplicates, shingle_hashes, signatures
+    from shardguard.detectors.dedup.minhash import MinHashNearDuplicates, signatures
     from shardguard.ingest import ShardInfo, ingest_shard
 
     sample = SAMPLE_DIR
@@ -75,13 +76,13 @@ def main(argv=None) -> int:
     x, st = shingle_hashes(texts)
     t_sh = time.perf_counter() - t
     rec("shardguard shingling (word 5-grams, vectorised)", t_sh)
-    from shardguard.detectors.dedup.minhash import perm_params
-
     a, b = perm_params(128)
     t = time.perf_counter()
-    sig = signatures(x, st, a, b)
-    rec("shardguard signatures (128 perm, numpy)", time.perf_counter() - t)
-    rec("shardguard MinHash stage (shingle + signature)", t_sh + (time.perf_counter() - t), "the stage the target is about")
+    perm_signatures(x, st, a, b)
+    rec("shardguard classic signatures (128 perm, numpy)", time.perf_counter() - t, "sft response_sigs")
+    t = time.perf_counter()
+    sig = signatures(texts, {"num_perm": 128})
+    rec("shardguard MinHash stage (shingle + one-permutation)", time.perf_counter() - t, "the detector's path")
     ex, mh = ExactDuplicates(), MinHashNearDuplicates()
     t = time.perf_counter()
     st_ex = st_mh = None

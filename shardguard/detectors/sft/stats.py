@@ -3,7 +3,7 @@
 - `instruction_texts(batch)`   normalized instruction (+ input) of SFT rows / prompt of preference rows
 - `gram_hashes(texts)`         per-row *distinct* 1..3-gram hashes of the token sequence (polars + numpy)
 - `token_hashes(tokens)`       the same token hash, for a Python token list (finalize / flag verification)
-- `response_sigs(texts)`       MinHash signatures of responses (word 3-shingles, `detectors.minhash`)
+- `response_sigs(texts)`       MinHash signatures of responses (word 3-shingles, `core.minhash`)
 - `norm_map(text)`             normalized text plus, per normalized char, the index of its original char,
                                so a trigger found in normalized form can be quoted as written.
 
