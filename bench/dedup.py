@@ -16,8 +16,9 @@ cluster but its first).
 Each system runs in its own child process with one thread (POLARS_MAX_THREADS, RAYON_NUM_THREADS,
 OMP/MKL/OPENBLAS = 1, pyarrow cpu count 1). docs/s per core = docs / the child's CPU seconds (user +
 sys) for the measured stage; wall seconds are shown too (other jobs on the machine inflate them).
-Peak RSS is the child's `ru_maxrss` (it counts the memory-mapped records file's pages it touched) and
-peak anonymous memory (RssAnon, sampled every 20 ms: heap, arrays, Python objects).
+Peak RSS is the child's VmHWM (it counts the pages of the memory-mapped records file that the local
+engine reads, and the shared libraries) and peak anonymous memory (RssAnon, sampled every 20 ms: heap,
+arrays, Python objects -- what grows with the number of records).
 
 - shardguard: the records file (Arrow IPC, the ingest's output format, built here directly; ingest is
   measured on its own, `ingest` rows) through the local engine's Driver with `exact_dup,minhash`:
@@ -172,11 +173,11 @@ class Meter:
         return t.user + t.system
 
     def done(self) -> dict:
-        import resource
-
         self._stop.set()
         self._t.join()
-        return {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak_anon": self.peak_anon}
+        # VmHWM, not ru_maxrss: Linux carries the parent's high-water mark into ru_maxrss across exec
+        hwm = next(int(line.split()[1]) * 1024 for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+        return {"peak_rss": hwm, "peak_anon": self.peak_anon}
 
 
 def clusters_to_dups(n: int, i, j) -> list[int]:
