@@ -5,8 +5,8 @@ kept record and the number of copies.
 
 State per record is compact: `seq`, the record id's first 64 bits (`core.minhash.id_prefix`; record
 ids are blake2b digests, so a 64-bit prefix collides with probability ~n^2/2^65) and the row as numpy
-chunks, the shard as Arrow; partial states merge by appending chunks. The model holds the duplicate
-groups only.
+chunks, the shard as an Arrow table; partial states merge by appending chunks (plain data for
+`core.codec`). The model holds the duplicate groups only.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class ExactDuplicates(Detector):
         return {"seq": [batch.column("seq").to_numpy().astype(np.int64, copy=False)],
                 "id": [id_prefix(batch.column("record_id"))],
                 "row": [batch.column("row").to_numpy().astype(np.int64, copy=False)],
-                "shard": [batch.column("shard")]}
+                "shard": [pa.table({"shard": batch.column("shard")})]}
 
     def merge(self, a, b):
         return concat_columns(a, b)  # lists of chunks: appended, never copied
@@ -45,7 +45,7 @@ class ExactDuplicates(Detector):
         if not dup.any():
             return model
         kept = order[first[dup]]  # np.unique's first index is the first occurrence in input order
-        shards = pa.chunked_array(state["shard"]).take(pa.array(kept)).to_pylist()
+        shards = pa.concat_tables(state["shard"]).column("shard").take(pa.array(kept)).to_pylist()
         rows = np.concatenate(state["row"])[kept].tolist()
         model["ids"] = uniq[dup]
         model["groups"] = {int(u): (s, int(r), int(c), int(q)) for u, s, r, c, q in

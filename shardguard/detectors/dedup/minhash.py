@@ -19,8 +19,8 @@ use as well:
    (input order) is kept; the others are `duplicate` findings naming it.
 
 State per record is compact: `seq`, a 64-bit prefix of the record id, the row, the uint32 signature
-(numpy chunks) and shard/url as Arrow arrays (no Python object per record); partial states merge by
-appending chunks. The model publishes, per cluster, its size and distinct URL/domain counts (the
+(numpy chunks) and shard/url as Arrow tables (no Python object per record); partial states merge by
+appending chunks, and are plain data for `core.codec`. The model publishes, per cluster, its size and distinct URL/domain counts (the
 campaign detector calls a mass near-duplicate cluster across many domains `poison`), and `members`
 keyed by (shard, row) for the clustered records only.
 """
@@ -148,7 +148,7 @@ class MinHashNearDuplicates(Detector):
         return {"seq": [batch.column("seq").to_numpy().astype(np.int64, copy=False)],
                 "id": [id_prefix(batch.column("record_id"))],
                 "row": [batch.column("row").to_numpy().astype(np.int64, copy=False)],
-                "shard": [batch.column("shard")], "url": [batch.column("url")], "sig": [sigs]}
+                "meta": [pa.table({"shard": batch.column("shard"), "url": batch.column("url")})], "sig": [sigs]}
 
     def merge(self, a, b):
         return concat_columns(a, b)  # lists of chunks: appended, never copied
@@ -197,9 +197,8 @@ class MinHashNearDuplicates(Detector):
         np.maximum.at(best, lo, est)
         np.maximum.at(best, hi, est)
         in_cluster = np.flatnonzero(sizes[labels] > 1)  # ascending = input order: the first is kept
-        g = pa.array(uidx[in_cluster])
-        shards = pa.chunked_array(state["shard"]).take(g).to_pylist()
-        urls = pa.chunked_array(state["url"]).take(g).to_pylist()
+        meta = pa.concat_tables(state["meta"]).take(pa.array(uidx[in_cluster]))
+        shards, urls = meta.column("shard").to_pylist(), meta.column("url").to_pylist()
         rows = _cat(state["row"], np.int64)[uidx[in_cluster]].tolist()
         members: dict[tuple[str, int], dict] = {}
         clusters: dict[int, dict] = {}
