@@ -1,26 +1,38 @@
-"""The Beam engine: the same detector methods as the local engine, as an Apache Beam pipeline.
+"""The Beam engine: the same detector methods as the local engine, as an Apache Beam pipeline of keyed
+stages, so no worker holds every record's state.
 
-    ReadFromParquetBatched(records)            elements are Arrow tables (record batches), never rows
-      ├─ Map(observe per detector) ─ CombineGlobally(merge) ─ Map(finalize, in dependency order) ─┐
-      └─ FlatMap(flag per detector, models as a singleton side input) ─ write findings parts      │
-                                                     discoveries written out  <───────────────────┘
+    Create(row-group ids) ─ read a row group of records.parquet (on the worker) ─ observe ─┐
+      ├─ (detector, partial) ─ CombinePerKey(merge, per detector) ─ finalize per detector ───┤ models
+      │     (a detector that `requires` others joins only their models: CoGroupByKey)         │
+      └─ minhash, keyed: (record_id) → first copy → (band, bucket key) → GroupByKey buckets →  │
+            candidate edges (bucket head, member) → Distinct → join both ends' signatures →    │
+            confirm (estimated Jaccard) → verified edges gathered → connected components ──────┤
+    models ─ replicated per row group (minhash: only that row group's members) ─ GroupByKey(row group)
+            ─ read the row group again, flag ─ findings/part-<row group>.parquet (written by the worker)
+    models ─ discoveries ─ discoveries.json (written by a worker)
 
-Runner: the in-process `FnApiRunner` by default (the DirectRunner first tries to download the
-Prism binary). Pass Beam options to go elsewhere, e.g.
-`--beam-option=--runner=FlinkRunner --beam-option=--flink_master=HOST:8081`,
-`--beam-option=--runner=SparkRunner`, or `--runner=DataflowRunner --project=P --region=R
---temp_location=gs://B/tmp`; the records and outputs must then live on storage the workers see
-(`--beam-option=--shardguard_work=gs://...` is not needed locally).
+Everything the workers read or write lives under `--shardguard_work` (default: the scan's work
+folder); the driver writes records.parquet there before the run and reads the findings and
+discoveries back after it (Beam's `FileSystems`: local paths, gs://, s3://, hdfs://).
+
+Runners: the in-process `FnApiRunner` by default (add `--direct_num_workers=2
+--direct_running_mode=multi_processing` for worker processes). `--runner=DaskRunner` without
+`--dask_client_address` starts a `dask.distributed.LocalCluster` of `--shardguard_dask_workers`
+(default 2) worker processes for the run; with it, the pipeline runs on that scheduler's workers.
+Flink, Spark and Dataflow take their usual options (README, "Running on a cluster").
 """
 
 from __future__ import annotations
 
+import io
 import json
-import shutil
+import logging
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -30,18 +42,48 @@ from shardguard.engine.driver import Driver
 from shardguard.engine.local import iter_batches
 
 DEFAULT_RUNNER = "FnApiRunner"
+DEFAULT_DASK_WORKERS = 2
+_ABSENT = "__shardguard_absent__"  # a detector that saw no rows: finalize(None, ...) as the local engine
+_MAX_DASK_PARTITIONS = 64
+
+
+def _options_class():
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    class ShardguardOptions(PipelineOptions):
+        @classmethod
+        def _add_argparse_args(cls, parser):
+            parser.add_argument("--shardguard_work", default=None,
+                                help="Folder the workers read records from and write findings and discoveries "
+                                     "to (shared storage on a cluster); default: the scan's work folder.")
+            parser.add_argument("--shardguard_dask_workers", type=int, default=DEFAULT_DASK_WORKERS,
+                                help="Worker processes of the LocalCluster started for --runner=DaskRunner "
+                                     "when no --dask_client_address is given.")
+
+    return ShardguardOptions
 
 
 def pipeline_options(beam_options: list[str]):
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    _options_class()  # registers --shardguard_* so Beam does not discard them
     return PipelineOptions(list(beam_options))
 
 
-def make_runner(options):
+def shardguard_options(options) -> dict[str, Any]:
+    sg = options.view_as(_options_class())
+    return {"work": sg.shardguard_work, "dask_workers": sg.shardguard_dask_workers}
+
+
+def runner_name(options) -> str | None:
     from apache_beam.options.pipeline_options import StandardOptions
 
-    runner = options.view_as(StandardOptions).runner
+    r = options.view_as(StandardOptions).runner
+    return r if r is None else (r if isinstance(r, str) else type(r).__name__)
+
+
+def make_runner(options):
+    runner = runner_name(options)
     if runner in (None, DEFAULT_RUNNER):
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
@@ -49,78 +91,412 @@ def make_runner(options):
     return None  # let Beam resolve the named runner from the options
 
 
-def records_to_parquet(records_path: Path, out: Path, row_group_rows: int = 4096) -> None:
-    """The Beam engine reads Parquet (what distributed runners read well)."""
-    writer = None
-    for b in iter_batches(records_path):
+def records_to_parquet(records_path: Path, out: str, row_group_rows: int = 4096) -> int:
+    """The Beam engine reads Parquet row groups (one per ingest batch). Returns the row-group count."""
+    from apache_beam.io.filesystems import FileSystems
+
+    n = 0
+    with FileSystems.create(out) as fh:
+        writer = None
+        for b in iter_batches(records_path):
+            if writer is None:
+                writer = pq.ParquetWriter(fh, b.schema)
+            writer.write_batch(b, row_group_size=row_group_rows)
         if writer is None:
-            writer = pq.ParquetWriter(str(out), b.schema)
-        writer.write_batch(b, row_group_size=row_group_rows)
-    if writer is None:
-        pq.write_table(RECORD_SCHEMA.empty_table(), str(out))
-    else:
-        writer.close()
+            pq.write_table(RECORD_SCHEMA.empty_table(), fh)
+        else:
+            writer.close()
+    with FileSystems.open(out) as fh:
+        n = pq.ParquetFile(fh).num_row_groups
+    return n
+
+
+# -- what runs on the workers -------------------------------------------------------------------------
+
+_DRIVERS: dict[str, Driver] = {}  # one set-up Driver per process and run (setup() loads models once)
+
+
+def _driver(token: str, detectors: list[Detector]) -> Driver:
+    d = _DRIVERS.get(token)
+    if d is None:
+        d = _DRIVERS[token] = Driver(detectors)
+        d.setup()
+    return d
+
+
+def _read_row_group(path: str, rg: int) -> pa.RecordBatch | None:
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as fh:
+        t = pq.ParquetFile(fh).read_row_group(rg)
+    if t.num_rows == 0:
+        return None
+    return t.combine_chunks().to_batches()[0]
+
+
+def _write_bytes(path: str, data: bytes) -> None:
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.create(path) as fh:
+        fh.write(data)
+
+
+def _read_bytes(path: str) -> bytes:
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as fh:
+        return fh.read()
+
+
+def _join(base: str, *parts: str) -> str:
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.join(base, *parts)
+
+
+def _absent(x) -> bool:
+    return isinstance(x, str) and x == _ABSENT
+
+
+def _combine_fn(token: str, detectors: list[Detector]):
+    """Values are (detector name, partial), so one CombinePerKey merges each detector's own states."""
+    import apache_beam as beam
+
+    class MergeStates(beam.CombineFn):
+        def create_accumulator(self):
+            return (None, _ABSENT)
+
+        def _merge(self, a, b):
+            name = a[0] or b[0]
+            if _absent(a[1]):
+                return (name, b[1])
+            if _absent(b[1]):
+                return (name, a[1])
+            det = _driver(token, detectors).detectors[_index(detectors)[name]]
+            return (name, det.merge(a[1], b[1]))
+
+        def add_input(self, acc, value):
+            return self._merge(acc, value)
+
+        def merge_accumulators(self, accs):
+            out = (None, _ABSENT)
+            for a in accs:
+                out = self._merge(out, a)
+            return out
+
+        def extract_output(self, acc):
+            return None if _absent(acc[1]) else acc[1]
+
+    return MergeStates()
+
+
+def _index(detectors: list[Detector]) -> dict[str, int]:
+    return {d.name: i for i, d in enumerate(detectors)}
+
+
+def _levels(detectors: list[Detector]) -> dict[str, int]:
+    """Finalize level of each detector: 0 without requirements, else 1 + its requirements' deepest."""
+    lv: dict[str, int] = {}
+    names = {d.name for d in detectors}
+    pending = list(detectors)
+    while pending:
+        rest = []
+        for d in pending:
+            req = [r for r in d.requires if r in names]
+            if all(r in lv for r in req):
+                lv[d.name] = 1 + max((lv[r] for r in req), default=-1)
+            else:
+                rest.append(d)
+        if len(rest) == len(pending):
+            raise ValueError(f"detectors with circular requirements: {[d.name for d in rest]}")
+        pending = rest
+    return lv
+
+
+def _keyed_minhash(detectors: list[Detector]) -> Detector | None:
+    from shardguard.detectors.dedup import minhash as mh
+
+    if not all(hasattr(mh, f) for f in ("band_keys", "confirm_edges", "model_from_edges")):
+        return None
+    for d in detectors:
+        if isinstance(d, mh.MinHashNearDuplicates) and type(d).finalize is mh.MinHashNearDuplicates.finalize \
+                and type(d).flag is mh.MinHashNearDuplicates.flag:
+            return d
+    return None
+
+
+# -- the pipeline ---------------------------------------------------------------------------------------
+
+def build_pipeline(p, records: str, n_rg: int, detectors: list[Detector], out_dir: str, token: str) -> None:
+    import apache_beam as beam
+
+    from shardguard.detectors.dedup import minhash as mhmod
+
+    keyed_mh = _keyed_minhash(detectors)
+    mh_name = keyed_mh.name if keyed_mh is not None else None
+    idx = _index(detectors)
+    names = [d.name for d in detectors]
+
+    def observe(rg: int):
+        drv = _driver(token, detectors)
+        batch = _read_row_group(records, rg)
+        if batch is None:
+            return
+        for d in drv.detectors:
+            sel = d.select(batch)
+            if not sel.num_rows:
+                continue
+            if d.name == mh_name:
+                cfg = d.config
+                sigs = mhmod.signatures(sel.column("text"), cfg)
+                bks = mhmod.band_keys(sigs, cfg)
+                cols = {k: sel.column(k).to_pylist() for k in ("record_id", "seq", "shard", "row", "url")}
+                for k in range(sel.num_rows):
+                    yield ("m", cols["record_id"][k],
+                           (cols["seq"][k], rg, cols["shard"][k], cols["row"][k], cols["url"][k], sigs[k], bks[k]))
+            else:
+                yield ("s", d.name, d.observe(sel))
+
+    rgs = p | "row groups" >> beam.Create(list(range(n_rg)))
+    observed = rgs | "read+observe" >> beam.FlatMap(observe)
+
+    # -- per-detector states: one key per detector, merged by that detector's `merge`
+    seeds = p | "every detector" >> beam.Create([(n, (n, _ABSENT)) for n in names if n != mh_name])
+    partials = (observed | "states" >> beam.Filter(lambda e: e[0] == "s")
+                | "key by detector" >> beam.Map(lambda e: (e[1], (e[1], e[2]))))
+    states = ((partials, seeds) | "with seeds" >> beam.Flatten()
+              | "merge per detector" >> beam.CombinePerKey(_combine_fn(token, detectors)))
+
+    # -- minhash as keyed stages
+    mh_full = mh_rg = None
+    if keyed_mh is not None:
+        def first_copy(kv):
+            return min(kv[1], key=lambda v: v[0])  # exact copies: the first in input order stands for all
+
+        def band_elems(v):
+            for b, key in enumerate(v[6].view(np.int64).tolist()):  # signed: Beam's int coder is 64-bit signed
+                yield (b, key), v[0]
+
+        def star_edges(kv):
+            seqs = sorted(kv[1])
+            for o in seqs[1:]:
+                yield seqs[0], o  # the bucket's first member to each other one (as `lsh_pairs`)
+
+        def attach_lo(kv):
+            _, g = kv
+            if not g["s"]:
+                return
+            sig, meta = g["s"][0]
+            for hi in g["p"]:
+                yield hi, (kv[0], sig, meta)
+
+        def confirm(kv):
+            hi, g = kv
+            if not g["c"] or not g["s"]:
+                return
+            sig_hi, meta_hi = g["s"][0]
+            cands = sorted(g["c"], key=lambda c: c[0])
+            sigs = np.stack([sig_hi] + [c[1] for c in cands])
+            i, _, est = mhmod.confirm_edges(sigs, np.arange(1, len(cands) + 1), np.zeros(len(cands), np.int64),
+                                            keyed_mh.config)
+            for k, e in zip(i.tolist(), est.tolist()):
+                lo, _, meta_lo = cands[k - 1]
+                yield 0, (lo, hi, e, meta_lo, meta_hi)
+
+        def components(kv):
+            edges = [e for e in kv[1] if e is not None]
+            edges.sort(key=lambda e: (e[0], e[1]))
+            meta = {}
+            rg_of = {}
+            for lo, hi, _, ml, mh_ in edges:
+                meta[lo], meta[hi] = ml[:3], mh_[:3]
+                rg_of[(ml[0], ml[1])], rg_of[(mh_[0], mh_[1])] = ml[3], mh_[3]
+            model = mhmod.model_from_edges(np.array([e[0] for e in edges], np.int64),
+                                           np.array([e[1] for e in edges], np.int64),
+                                           np.array([e[2] for e in edges], float), meta)
+            yield model, rg_of
+
+        def per_row_group(built):
+            model, rg_of = built
+            subs: dict[int, dict] = {}
+            for key, m in model["members"].items():
+                s = subs.setdefault(rg_of[key], {"members": {}, "clusters": {}})
+                s["members"][key] = m
+                s["clusters"][m["cluster"]] = model["clusters"][m["cluster"]]
+            for rg, s in subs.items():
+                yield rg, (mh_name, s)
+
+        recs = (observed | "minhash records" >> beam.Filter(lambda e: e[0] == "m")
+                | "key by record" >> beam.Map(lambda e: (e[1], e[2])))
+        reps = recs | "group copies" >> beam.GroupByKey() | "first copy" >> beam.Map(first_copy)
+        sig_kv = reps | "signature by seq" >> beam.Map(lambda v: (v[0], (v[5], (v[2], v[3], v[4], v[1]))))
+        pairs = (reps | "band keys" >> beam.FlatMap(band_elems)
+                 | "buckets" >> beam.GroupByKey()
+                 | "candidate edges" >> beam.FlatMap(star_edges)
+                 | "distinct edges" >> beam.Distinct())
+        lo_side = ({"p": pairs, "s": sig_kv} | "join low end" >> beam.CoGroupByKey()
+                   | "to high end" >> beam.FlatMap(attach_lo))
+        verified = ({"c": lo_side, "s": sig_kv} | "join high end" >> beam.CoGroupByKey()
+                    | "confirm" >> beam.FlatMap(confirm))
+        no_edge = p | "no edges yet" >> beam.Create([(0, None)])
+        built = ((verified, no_edge) | "all edges" >> beam.Flatten()
+                 | "gather edges" >> beam.GroupByKey()
+                 | "connected components" >> beam.FlatMap(components))
+        mh_full = built | "minhash model" >> beam.Map(lambda b: (mh_name, b[0]))
+        mh_rg = built | "minhash members per row group" >> beam.FlatMap(per_row_group)
+
+    # -- finalize per detector, in dependency order; only required models are joined in
+    lv = _levels(detectors)
+    by_level: dict[int, list[Detector]] = {}
+    for d in detectors:
+        by_level.setdefault(lv[d.name], []).append(d)
+    model_pcs = [mh_full] if mh_full is not None else []
+    for level in sorted(by_level):
+        dets = [d for d in by_level[level] if d.name != mh_name]
+        if not dets:
+            continue
+        lnames = {d.name for d in dets}
+        needs = {d.name: set(d.requires) for d in dets}
+        st = states | f"states L{level}" >> beam.Filter(lambda kv, s=frozenset(lnames): kv[0] in s)
+
+        def fin(name, state, ctx):
+            drv = _driver(token, detectors)
+            return name, drv.detectors[idx[name]].finalize(state, ctx)
+
+        if level == 0 or not model_pcs:
+            m = st | f"finalize L{level}" >> beam.Map(lambda kv: fin(kv[0], kv[1], {}))
+        else:
+            def route(kv, needs=needs):
+                for d, req in needs.items():
+                    if kv[0] in req:
+                        yield d, kv
+
+            prev = tuple(model_pcs) | f"models before L{level}" >> beam.Flatten()
+            ctx = prev | f"required by L{level}" >> beam.FlatMap(route)
+            m = ({"s": st, "c": ctx} | f"join requirements L{level}" >> beam.CoGroupByKey()
+                 | f"finalize L{level}" >> beam.Map(
+                     lambda kv: fin(kv[0], kv[1]["s"][0] if kv[1]["s"] else None, dict(kv[1]["c"]))))
+        model_pcs.append(m)
+    models = tuple(model_pcs) | "all models" >> beam.Flatten()
+
+    # -- discoveries, written by a worker
+    def write_discoveries(kv):
+        drv = _driver(token, detectors)
+        got = dict(kv[1])
+        disc = {n: drv.detectors[idx[n]].discoveries(got[n]) for n in names}
+        _write_bytes(_join(out_dir, "discoveries.json"), json.dumps(disc, default=str).encode("utf-8"))
+        yield "discoveries"
+
+    disc_done = (models | "one key" >> beam.Map(lambda kv: (0, kv))
+                 | "gather models" >> beam.GroupByKey() | "write discoveries" >> beam.FlatMap(write_discoveries))
+
+    # -- flag per row group: each row group joins the models it needs (minhash: only its members)
+    def replicate(kv):
+        if kv[0] == mh_name:
+            return
+        for rg in range(n_rg):
+            yield rg, kv
+
+    per_rg = models | "models per row group" >> beam.FlatMap(replicate)
+    rg_keys = rgs | "row group keys" >> beam.Map(lambda rg: (rg, None))
+    inputs = [per_rg, rg_keys] + ([mh_rg] if mh_rg is not None else [])
+
+    def flag(kv):
+        rg, got = kv
+        drv = _driver(token, detectors)
+        got = dict(g for g in got if g is not None)
+        batch = _read_row_group(records, rg)
+        tables = []
+        if batch is not None:
+            for d in drv.detectors:
+                sel = d.select(batch)
+                if not sel.num_rows:
+                    continue
+                model = got.get(d.name)
+                if model is None and d.name == mh_name:
+                    continue  # no near-duplicate in this row group
+                found = d.flag(sel, model)
+                if found:
+                    tables.append(d.to_table(sel, found))
+        if tables:
+            t = pa.concat_tables(tables).cast(FINDING_SCHEMA)
+            buf = io.BytesIO()
+            pq.write_table(t, buf)
+            _write_bytes(_join(out_dir, "findings", f"part-{rg:06d}.parquet"), buf.getvalue())
+        yield "flagged"
+
+    flag_done = (tuple(inputs) | "with row group keys" >> beam.Flatten()
+                 | "models by row group" >> beam.GroupByKey() | "read+flag+write" >> beam.FlatMap(flag))
+    # one terminal stage (the DaskRunner computes the graph of the last stage only)
+    _ = ((flag_done, disc_done) | "outputs" >> beam.Flatten()
+         | "done key" >> beam.Map(lambda x: (0, x)) | "done" >> beam.GroupByKey())
+
+
+class _DaskCluster:
+    """A LocalCluster for `--runner=DaskRunner` without a scheduler address (closed client first)."""
+
+    def __init__(self, workers: int):
+        from distributed import LocalCluster
+
+        self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                    dashboard_address=None, silence_logs=logging.ERROR)
+
+    @property
+    def address(self) -> str:
+        return self.cluster.scheduler_address
+
+    def close(self) -> None:
+        self.cluster.close()
 
 
 def run_beam(records_path: Path, detectors: list[Detector], beam_options: list[str]):
     import apache_beam as beam
+    from apache_beam.io.filesystems import FileSystems
 
     t0 = time.perf_counter()
-    work = records_path.parent / f"beam-{uuid.uuid4().hex[:8]}"
-    work.mkdir(parents=True, exist_ok=True)
-    parquet_path = work / "records.parquet"
-    records_to_parquet(records_path, parquet_path)
-    findings_dir = work / "findings"
-    findings_dir.mkdir()
-    disc_path = work / "discoveries.json"  # written by the pipeline's finalize step, read back here
-    drv = Driver(detectors)
-
-    class _Combine(beam.CombineFn):
-        def create_accumulator(self):
-            return {}
-
-        def add_input(self, acc, table):
-            for batch in table.to_batches():
-                acc = drv.observe(batch, acc)
-            return acc
-
-        def merge_accumulators(self, accs):
-            out = {}
-            for a in accs:
-                out = drv.merge(out, a)
-            return out
-
-        def extract_output(self, acc):
-            return acc
-
-    def finalize(states: dict) -> dict:
-        models = drv.finalize(states)
-        disc = drv.discoveries(models)
-        disc_path.write_text(json.dumps(disc, default=str), encoding="utf-8")
-        return models
-
-    def flag(table: pa.Table, models: dict):
-        tables = []
-        for batch in table.to_batches():
-            tables += drv.flag(batch, models)
-        if tables:
-            path = findings_dir / f"part-{uuid.uuid4().hex}.parquet"
-            pq.write_table(pa.concat_tables(tables), str(path))
-            yield str(path)
-
-    options = pipeline_options(beam_options)
-    runner = make_runner(options)
-    with beam.Pipeline(runner=runner, options=options) as p:
-        tables = p | "read" >> beam.io.ReadFromParquetBatched(str(parquet_path))
-        models = (tables | "observe+merge" >> beam.CombineGlobally(_Combine())
-                  | "finalize" >> beam.Map(finalize))
-        _ = tables | "flag" >> beam.FlatMap(flag, models=beam.pvalue.AsSingleton(models))
-    parts = sorted(findings_dir.glob("part-*.parquet"))
-    findings = pa.concat_tables([pq.read_table(str(x)) for x in parts]).cast(FINDING_SCHEMA) if parts \
-        else FINDING_SCHEMA.empty_table()
-    discoveries = json.loads(disc_path.read_text(encoding="utf-8"))
+    opts = list(beam_options)
+    options = pipeline_options(opts)
+    sg = shardguard_options(options)
+    runner = runner_name(options)
+    base = sg["work"] or str(records_path.parent)
+    token = uuid.uuid4().hex[:12]
+    work = _join(base, f"beam-{token}")
+    if not FileSystems.exists(work):
+        FileSystems.mkdirs(work)
+    parquet_path = _join(work, "records.parquet")
+    n_rg = records_to_parquet(records_path, parquet_path)
+    try:
+        FileSystems.mkdirs(_join(work, "findings"))
+    except OSError:
+        pass  # object stores have no folders
+    cluster = None
+    if runner == "DaskRunner":
+        all_opts = options.get_all_options()
+        if not all_opts.get("address") and not all_opts.get("scheduler_file"):
+            cluster = _DaskCluster(max(1, sg["dask_workers"]))
+            opts.append(f"--dask_client_address={cluster.address}")
+        if not all_opts.get("npartitions") and not all_opts.get("partition_size"):
+            opts.append(f"--dask_npartitions={max(1, min(n_rg, _MAX_DASK_PARTITIONS))}")
+        options = pipeline_options(opts)
+    try:
+        p = beam.Pipeline(runner=make_runner(options), options=options)
+        build_pipeline(p, parquet_path, n_rg, detectors, work, token)
+        result = p.run()
+        try:
+            result.wait_until_finish()
+        finally:
+            client = getattr(result, "client", None)
+            if client is not None and cluster is not None:
+                client.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
+    parts = sorted(m.path for m in FileSystems.match([_join(work, "findings", "part-*.parquet")])[0].metadata_list)
+    tables = [pq.read_table(io.BytesIO(_read_bytes(x))) for x in parts]
+    findings = pa.concat_tables(tables).cast(FINDING_SCHEMA) if tables else FINDING_SCHEMA.empty_table()
+    discoveries = json.loads(_read_bytes(_join(work, "discoveries.json")).decode("utf-8"))
+    FileSystems.delete([work])
     timings = {"beam_pipeline": time.perf_counter() - t0}
-    shutil.rmtree(work, ignore_errors=True)
     return findings, discoveries, timings
 
 

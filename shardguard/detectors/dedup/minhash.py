@@ -37,6 +37,7 @@ from shardguard.core.minhash import id_prefix, oph_signatures, perm_params, shin
 from shardguard.detectors.base import Detector, concat_columns
 
 __all__ = ["MinHashNearDuplicates", "band_keys", "candidate_pairs", "confirm_edges", "domain", "id_prefix",
+           "model_from_edges",
            "optimal_bands", "perm_params", "shingle_hashes", "signatures"]
 
 DEFAULTS = {"threshold": 0.8, "num_perm": 128, "ngram": 5, "seed": 1, "lsh_fn_weight": 0.95}
@@ -255,3 +256,38 @@ class MinHashNearDuplicates(Detector):
     def discoveries(self, model):
         cl = sorted(model["clusters"].values(), key=lambda c: -c["size"])
         return {"near_duplicate_clusters": len(cl), "largest_clusters": cl[:10]}
+
+
+def model_from_edges(lo: np.ndarray, hi: np.ndarray, est: np.ndarray, meta: dict[int, tuple]) -> dict:
+    """The detector's model from confirmed edges between nodes numbered in input order (`seq`), with
+    `meta[node] = (shard, row, url)` for every node on an edge: the same clusters, kept records,
+    numbering and `member_seqs` as `MinHashNearDuplicates.finalize`, which sees all records; this sees
+    only the edges (the keyed Beam stages gather nothing else)."""
+    if len(lo) == 0:
+        return {"members": {}, "clusters": {}, "member_seqs": np.zeros(0, np.int64)}
+    lo, hi = np.asarray(lo, np.int64), np.asarray(hi, np.int64)
+    nodes = np.unique(np.concatenate([lo, hi]))
+    li, hj = np.searchsorted(nodes, lo), np.searchsorted(nodes, hi)
+    labels = components(len(nodes), li, hj)
+    sizes = np.bincount(labels)
+    best = np.zeros(len(nodes))
+    np.maximum.at(best, li, np.asarray(est, float))
+    np.maximum.at(best, hj, np.asarray(est, float))
+    members: dict[tuple[str, int], dict] = {}
+    clusters: dict[int, dict] = {}
+    for u in range(len(nodes)):  # ascending = input order: the first member of a cluster is kept
+        lab = int(labels[u])
+        shard, row, url = meta[int(nodes[u])]
+        key = (shard, int(row))
+        c = clusters.get(lab)
+        if c is None:
+            c = clusters[lab] = {"cluster_id": len(clusters), "size": int(sizes[lab]), "kept_shard": key[0],
+                                 "kept_row": key[1], "urls": set(), "domains": set()}
+        if url:
+            c["urls"].add(url)
+            c["domains"].add(domain(url))
+        members[key] = {"cluster": lab, "jaccard": round(float(best[u]), 3)}
+    out_clusters = {lab: {"cluster_id": c["cluster_id"], "size": c["size"], "kept_shard": c["kept_shard"],
+                          "kept_row": c["kept_row"], "distinct_urls": len(c["urls"]),
+                          "distinct_domains": len(c["domains"])} for lab, c in clusters.items()}
+    return {"members": members, "clusters": out_clusters, "member_seqs": nodes}
