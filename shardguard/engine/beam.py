@@ -45,9 +45,15 @@ DEFAULT_RUNNER = "FnApiRunner"
 DEFAULT_DASK_WORKERS = 2
 _ABSENT = "__shardguard_absent__"  # a detector that saw no rows: finalize(None, ...) as the local engine
 _MAX_DASK_PARTITIONS = 64
+_LOG = logging.getLogger(__name__)
+
+
+_OPTIONS_CLASS: list = []
 
 
 def _options_class():
+    if _OPTIONS_CLASS:
+        return _OPTIONS_CLASS[0]
     from apache_beam.options.pipeline_options import PipelineOptions
 
     class ShardguardOptions(PipelineOptions):
@@ -60,6 +66,7 @@ def _options_class():
                                 help="Worker processes of the LocalCluster started for --runner=DaskRunner "
                                      "when no --dask_client_address is given.")
 
+    _OPTIONS_CLASS.append(ShardguardOptions)
     return ShardguardOptions
 
 
@@ -88,6 +95,10 @@ def make_runner(options):
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
         return FnApiRunner()
+    if runner == "DaskRunner":  # not in Beam's list of runner names: build it here
+        from apache_beam.runners.dask.dask_runner import DaskRunner
+
+        return DaskRunner()
     return None  # let Beam resolve the named runner from the options
 
 
@@ -159,33 +170,51 @@ def _absent(x) -> bool:
 
 
 def _combine_fn(token: str, detectors: list[Detector]):
-    """Values are (detector name, partial), so one CombinePerKey merges each detector's own states."""
+    """Values are (detector name, row group, partial), so one CombinePerKey merges each detector's own
+    states. Partials merge only with their neighbours in row-group order (runs of consecutive row
+    groups), so the merged state is the local engine's left fold over batches even for a detector whose
+    `merge` is associative but not commutative (whose state keeps the input order)."""
     import apache_beam as beam
+
+    def fold(name, a, b):
+        if _absent(a):
+            return b
+        if _absent(b):
+            return a
+        return _driver(token, detectors).detectors[_index(detectors)[name]].merge(a, b)
+
+    def coalesce(name, runs):
+        runs = sorted(runs, key=lambda r: r[0])
+        out = []
+        for lo, hi, st in runs:
+            if out and out[-1][1] + 1 == lo:
+                plo, _, pst = out[-1]
+                out[-1] = (plo, hi, fold(name, pst, st))
+            else:
+                out.append((lo, hi, st))
+        return out
 
     class MergeStates(beam.CombineFn):
         def create_accumulator(self):
-            return (None, _ABSENT)
-
-        def _merge(self, a, b):
-            name = a[0] or b[0]
-            if _absent(a[1]):
-                return (name, b[1])
-            if _absent(b[1]):
-                return (name, a[1])
-            det = _driver(token, detectors).detectors[_index(detectors)[name]]
-            return (name, det.merge(a[1], b[1]))
+            return (None, [])
 
         def add_input(self, acc, value):
-            return self._merge(acc, value)
+            name, rg, part = value
+            if rg < 0:  # the seed that makes every detector's key exist
+                return (name, acc[1])
+            return (name, coalesce(name, acc[1] + [(rg, rg, part)]))
 
         def merge_accumulators(self, accs):
-            out = (None, _ABSENT)
-            for a in accs:
-                out = self._merge(out, a)
-            return out
+            accs = list(accs)
+            name = next((a[0] for a in accs if a[0] is not None), None)
+            return (name, coalesce(name, [r for a in accs for r in a[1]]))
 
         def extract_output(self, acc):
-            return None if _absent(acc[1]) else acc[1]
+            name, runs = acc
+            state = _ABSENT
+            for _, _, st in sorted(runs, key=lambda r: r[0]):
+                state = fold(name, state, st)
+            return None if _absent(state) else state
 
     return MergeStates()
 
@@ -245,6 +274,8 @@ def build_pipeline(p, records: str, n_rg: int, detectors: list[Detector], out_di
         for d in drv.detectors:
             sel = d.select(batch)
             if not sel.num_rows:
+                if d.name != mh_name:
+                    yield ("s", d.name, (d.name, rg, _ABSENT))  # lets the neighbours' runs join up
                 continue
             if d.name == mh_name:
                 cfg = d.config
@@ -255,15 +286,15 @@ def build_pipeline(p, records: str, n_rg: int, detectors: list[Detector], out_di
                     yield ("m", cols["record_id"][k],
                            (cols["seq"][k], rg, cols["shard"][k], cols["row"][k], cols["url"][k], sigs[k], bks[k]))
             else:
-                yield ("s", d.name, d.observe(sel))
+                yield ("s", d.name, (d.name, rg, d.observe(sel)))
 
     rgs = p | "row groups" >> beam.Create(list(range(n_rg)))
     observed = rgs | "read+observe" >> beam.FlatMap(observe)
 
     # -- per-detector states: one key per detector, merged by that detector's `merge`
-    seeds = p | "every detector" >> beam.Create([(n, (n, _ABSENT)) for n in names if n != mh_name])
+    seeds = p | "every detector" >> beam.Create([(n, (n, -1, _ABSENT)) for n in names if n != mh_name])
     partials = (observed | "states" >> beam.Filter(lambda e: e[0] == "s")
-                | "key by detector" >> beam.Map(lambda e: (e[1], (e[1], e[2]))))
+                | "key by detector" >> beam.Map(lambda e: (e[1], e[2])))
     states = ((partials, seeds) | "with seeds" >> beam.Flatten()
               | "merge per detector" >> beam.CombinePerKey(_combine_fn(token, detectors)))
 
@@ -438,8 +469,11 @@ class _DaskCluster:
     def __init__(self, workers: int):
         from distributed import LocalCluster
 
+        for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
+                     "distributed.http.proxy"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                    dashboard_address=None, silence_logs=logging.ERROR)
+                                    dashboard_address=":0", silence_logs=logging.ERROR)
 
     @property
     def address(self) -> str:
@@ -476,14 +510,18 @@ def run_beam(records_path: Path, detectors: list[Detector], beam_options: list[s
             cluster = _DaskCluster(max(1, sg["dask_workers"]))
             opts.append(f"--dask_client_address={cluster.address}")
         if not all_opts.get("npartitions") and not all_opts.get("partition_size"):
-            opts.append(f"--dask_npartitions={max(1, min(n_rg, _MAX_DASK_PARTITIONS))}")
+            # Beam's default puts up to 128 elements (row groups) in one partition: no parallelism
+            cap = 2 * sg["dask_workers"] if cluster is not None else _MAX_DASK_PARTITIONS
+            opts.append(f"--dask_npartitions={max(1, min(n_rg, cap))}")
         options = pipeline_options(opts)
     try:
         p = beam.Pipeline(runner=make_runner(options), options=options)
         build_pipeline(p, parquet_path, n_rg, detectors, work, token)
+        t1 = time.perf_counter()
         result = p.run()
         try:
             result.wait_until_finish()
+            _LOG.debug("beam run %.1fs (after %.1fs of setup)", time.perf_counter() - t1, t1 - t0)
         finally:
             client = getattr(result, "client", None)
             if client is not None and cluster is not None:

