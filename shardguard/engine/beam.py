@@ -505,7 +505,9 @@ def run_beam(records_path: Path, detectors: list[Detector], beam_options: list[s
         pass  # object stores have no folders
     cluster = None
     if runner == "DaskRunner":
-        all_opts = options.get_all_options()
+        from apache_beam.runners.dask.dask_runner import DaskOptions
+
+        all_opts = options.view_as(DaskOptions).get_all_options()
         if not all_opts.get("address") and not all_opts.get("scheduler_file"):
             cluster = _DaskCluster(max(1, sg["dask_workers"]))
             opts.append(f"--dask_client_address={cluster.address}")
@@ -524,8 +526,8 @@ def run_beam(records_path: Path, detectors: list[Detector], beam_options: list[s
             _LOG.debug("beam run %.1fs (after %.1fs of setup)", time.perf_counter() - t1, t1 - t0)
         finally:
             client = getattr(result, "client", None)
-            if client is not None and cluster is not None:
-                client.close()
+            if client is not None:
+                client.close()  # the client first, then the cluster (else tracebacks at exit)
     finally:
         if cluster is not None:
             cluster.close()

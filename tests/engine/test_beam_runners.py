@@ -5,6 +5,7 @@ backdoor, near-duplicates and exact copies; the pipeline writes under --shardgua
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pyarrow.compute as pc
@@ -61,6 +62,26 @@ def _same_as_local(mixed, name, beam_options):
 
 def test_dask_local_cluster_two_workers_same_as_local(mixed):
     _same_as_local(mixed, "dask", ["--runner=DaskRunner", "--shardguard_dask_workers=2"])
+
+
+def test_dask_given_scheduler_same_as_local(tmp_path):
+    """With --dask_client_address the pipeline runs on that scheduler's workers (no cluster of ours)."""
+    from distributed import Client, LocalCluster
+
+    web = read_jsonl_gz(SAMPLE / "web_c4_commoncrawl_sample" / "c4_cc_docs.web.jsonl.gz", limit=120)
+    web += [web[4], {"url": "https://z.example/", "text": web[9]["text"].replace(" the ", " a ", 1)}]
+    write_jsonl(tmp_path / "in" / "web.jsonl", web)
+    cfg = {"batch_size": 32, "only": ["exact_dup", "minhash"]}
+    run_scan([tmp_path / "in"], tmp_path / "local", engine="local", config=cfg, use_prefect=False)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        run_scan([tmp_path / "in"], tmp_path / "dask", engine="beam", config=cfg, use_prefect=False,
+                 beam_options=["--runner=DaskRunner", f"--dask_client_address={cluster.scheduler_address}"])
+        with Client(cluster) as client:  # the work ran in this scheduler's worker processes
+            ran = client.run(lambda: "shardguard.engine.beam" in sys.modules)
+        assert len(ran) == 2 and any(ran.values())
+    fa, fb = pq.read_table(tmp_path / "local" / "flags.parquet"), pq.read_table(tmp_path / "dask" / "flags.parquet")
+    assert set(fa.column("detector").to_pylist()) == {"exact_dup", "minhash"}
+    assert fa.equals(fb)
 
 
 def test_fnapi_multi_processing_same_as_local(mixed):
