@@ -171,9 +171,10 @@ def _absent(x) -> bool:
 
 def _combine_fn(token: str, detectors: list[Detector]):
     """Values are (detector name, row group, partial), so one CombinePerKey merges each detector's own
-    states. Partials merge only with their neighbours in row-group order (runs of consecutive row
-    groups), so the merged state is the local engine's left fold over batches even for a detector whose
-    `merge` is associative but not commutative (whose state keeps the input order)."""
+    states. The merge is the local engine's left fold over batches, exactly: a partial is folded into
+    the prefix (row groups 0..k) once row group k+1 arrives, and partials after a gap wait unmerged. So a
+    detector whose `merge` is not commutative (a state in input order) or not quite associative (a
+    state pruned when it grows past a bound) merges as it does in the local engine."""
     import apache_beam as beam
 
     def fold(name, a, b):
@@ -185,14 +186,14 @@ def _combine_fn(token: str, detectors: list[Detector]):
 
     def coalesce(name, runs):
         runs = sorted(runs, key=lambda r: r[0])
-        out = []
-        for lo, hi, st in runs:
-            if out and out[-1][1] + 1 == lo:
-                plo, _, pst = out[-1]
-                out[-1] = (plo, hi, fold(name, pst, st))
-            else:
-                out.append((lo, hi, st))
-        return out
+        if not runs or runs[0][0] != 0:
+            return runs
+        lo, hi, st = runs[0]
+        k = 1
+        while k < len(runs) and runs[k][0] == hi + 1:
+            hi, st = runs[k][1], fold(name, st, runs[k][2])
+            k += 1
+        return [(lo, hi, st)] + runs[k:]
 
     class MergeStates(beam.CombineFn):
         def create_accumulator(self):
@@ -529,6 +530,7 @@ def run_beam(records_path: Path, detectors: list[Detector], beam_options: list[s
             if client is not None:
                 client.close()  # the client first, then the cluster (else tracebacks at exit)
     finally:
+        _DRIVERS.pop(token, None)  # the in-process runner set detectors up in this process
         if cluster is not None:
             cluster.close()
     parts = sorted(m.path for m in FileSystems.match([_join(work, "findings", "part-*.parquet")])[0].metadata_list)
