@@ -29,6 +29,7 @@ import json
 import logging
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,7 @@ DEFAULT_RUNNER = "FnApiRunner"
 DEFAULT_DASK_WORKERS = 2
 _ABSENT = "__shardguard_absent__"  # a detector that saw no rows: finalize(None, ...) as the local engine
 _MAX_DASK_PARTITIONS = 64
+MINHASH_PARTITIONS = 16  # keys of the MinHash stages: record, bucket and seq partitions (numpy blocks)
 _LOG = logging.getLogger(__name__)
 
 
@@ -243,6 +245,19 @@ def _levels(detectors: list[Detector]) -> dict[str, int]:
     return lv
 
 
+def _take(blk: dict, idx) -> dict:
+    return {k: v[idx] for k, v in blk.items()}
+
+
+def _concat(blks) -> dict:
+    blks = list(blks)
+    return {k: np.concatenate([b[k] for b in blks]) for k in blks[0]}
+
+
+def _meta(blk: dict, k: int) -> tuple:
+    return (blk["shard"][k], int(blk["row"][k]), blk["url"][k], int(blk["rg"][k]))
+
+
 def _keyed_minhash(detectors: list[Detector]) -> Detector | None:
     from shardguard.detectors.dedup import minhash as mh
 
@@ -257,7 +272,8 @@ def _keyed_minhash(detectors: list[Detector]) -> Detector | None:
 
 # -- the pipeline ---------------------------------------------------------------------------------------
 
-def build_pipeline(p, records: str, n_rg: int, detectors: list[Detector], out_dir: str, token: str) -> None:
+def build_pipeline(p, records: str, n_rg: int, detectors: list[Detector], out_dir: str, token: str,
+                   parts: int = MINHASH_PARTITIONS) -> None:
     import apache_beam as beam
 
     from shardguard.detectors.dedup import minhash as mhmod
@@ -281,11 +297,16 @@ def build_pipeline(p, records: str, n_rg: int, detectors: list[Detector], out_di
             if d.name == mh_name:
                 cfg = d.config
                 sigs = mhmod.signatures(sel.column("text"), cfg)
-                bks = mhmod.band_keys(sigs, cfg)
-                cols = {k: sel.column(k).to_pylist() for k in ("record_id", "seq", "shard", "row", "url")}
-                for k in range(sel.num_rows):
-                    yield ("m", cols["record_id"][k],
-                           (cols["seq"][k], rg, cols["shard"][k], cols["row"][k], cols["url"][k], sigs[k], bks[k]))
+                rids = sel.column("record_id").to_pylist()
+                blk = {"seq": sel.column("seq").to_numpy().astype(np.int64), "rid": np.asarray(rids, object),
+                       "sig": sigs, "bk": mhmod.band_keys(sigs, cfg),
+                       "shard": np.asarray(sel.column("shard").to_pylist(), object),
+                       "row": sel.column("row").to_numpy().astype(np.int64),
+                       "url": np.asarray(sel.column("url").to_pylist(), object),
+                       "rg": np.full(sel.num_rows, rg, np.int64)}
+                part = np.asarray([zlib.crc32(r.encode("utf-8")) % parts for r in rids], np.int64)
+                for q in np.unique(part).tolist():
+                    yield ("m", q, _take(blk, part == q))
             else:
                 yield ("s", d.name, (d.name, rg, d.observe(sel)))
 
@@ -302,38 +323,73 @@ def build_pipeline(p, records: str, n_rg: int, detectors: list[Detector], out_di
     # -- minhash as keyed stages
     mh_full = mh_rg = None
     if keyed_mh is not None:
-        def first_copy(kv):
-            return min(kv[1], key=lambda v: v[0])  # exact copies: the first in input order stands for all
-
-        def band_elems(v):
-            for b, key in enumerate(v[6].view(np.int64).tolist()):  # signed: Beam's int coder is 64-bit signed
-                yield (b, key), v[0]
+        def first_copies(kv):
+            """Exact copies (one record partition holds all of a record_id's): the first in input order
+            stands for all. Emits band-key blocks by bucket partition and signature blocks by seq."""
+            blk = _concat(kv[1])
+            order = np.argsort(blk["seq"], kind="stable")
+            blk = _take(blk, order)
+            _, first = np.unique(blk["rid"].astype(str), return_index=True)
+            rep = _take(blk, np.sort(first))
+            nb = rep["bk"].shape[1]
+            band = np.tile(np.arange(nb, dtype=np.int64), len(rep["seq"]))
+            key = rep["bk"].ravel()
+            seq = np.repeat(rep["seq"], nb)
+            bpart = ((key ^ band.astype(np.uint64)) % np.uint64(parts)).astype(np.int64)
+            for r in np.unique(bpart).tolist():
+                m = bpart == r
+                yield ("b", r), (band[m], key[m], seq[m])
+            spart = rep["seq"] % parts
+            for r in np.unique(spart).tolist():
+                yield ("s", r), _take(rep, spart == r)
 
         def star_edges(kv):
-            seqs = sorted(kv[1])
-            for o in seqs[1:]:
-                yield seqs[0], o  # the bucket's first member to each other one (as `lsh_pairs`)
+            """Buckets of one partition: records sharing (band, key); the bucket's first member (input
+            order) to each other one, as `lsh_pairs` does. Emitted by the low end's seq partition."""
+            band = np.concatenate([x[0] for x in kv[1]])
+            key = np.concatenate([x[1] for x in kv[1]])
+            seq = np.concatenate([x[2] for x in kv[1]])
+            order = np.lexsort((seq, key, band))
+            band, key, seq = band[order], key[order], seq[order]
+            new = np.r_[True, (band[1:] != band[:-1]) | (key[1:] != key[:-1])]
+            head = seq[np.flatnonzero(new)[np.cumsum(new) - 1]]
+            lo, hi = head[~new], seq[~new]
+            lpart = lo % parts
+            for r in np.unique(lpart).tolist():
+                m = lpart == r
+                yield r, (lo[m], hi[m])
 
-        def attach_lo(kv):
-            _, g = kv
-            if not g["s"]:
+        def join_low(kv):
+            g = kv[1]
+            if not g["p"] or not g["s"]:
                 return
-            sig, meta = g["s"][0]
-            for hi in g["p"]:
-                yield hi, (kv[0], sig, meta)
+            pairs = np.unique(np.stack([np.concatenate([x[0] for x in g["p"]]),
+                                        np.concatenate([x[1] for x in g["p"]])], 1), axis=0)
+            sb = _concat(g["s"])
+            order = np.argsort(sb["seq"])
+            sb = _take(sb, order)
+            at = np.searchsorted(sb["seq"], pairs[:, 0])
+            lo_blk = _take(sb, at)
+            lo_blk["hi"] = pairs[:, 1]
+            hpart = pairs[:, 1] % parts
+            for r in np.unique(hpart).tolist():
+                yield r, _take(lo_blk, hpart == r)
 
-        def confirm(kv):
-            hi, g = kv
+        def join_high(kv):
+            g = kv[1]
             if not g["c"] or not g["s"]:
                 return
-            sig_hi, meta_hi = g["s"][0]
-            cands = sorted(g["c"], key=lambda c: c[0])
-            sigs = np.stack([sig_hi] + [c[1] for c in cands])
-            i, _, est = mhmod.confirm_edges(sigs, np.arange(1, len(cands) + 1), np.zeros(len(cands), np.int64),
-                                            keyed_mh.config)
+            lo_blk = _concat(g["c"])
+            sb = _concat(g["s"])
+            order = np.argsort(sb["seq"])
+            sb = _take(sb, order)
+            hi_blk = _take(sb, np.searchsorted(sb["seq"], lo_blk["hi"]))
+            n = len(lo_blk["seq"])
+            sigs = np.concatenate([lo_blk["sig"], hi_blk["sig"]])
+            i, _, est = mhmod.confirm_edges(sigs, np.arange(n), np.arange(n, 2 * n), keyed_mh.config)
             for k, e in zip(i.tolist(), est.tolist()):
-                lo, _, meta_lo = cands[k - 1]
-                yield 0, (lo, hi, e, meta_lo, meta_hi)
+                yield 0, (int(lo_blk["seq"][k]), int(hi_blk["seq"][k]), e,
+                          _meta(lo_blk, k), _meta(hi_blk, k))
 
         def components(kv):
             edges = [e for e in kv[1] if e is not None]
@@ -358,18 +414,19 @@ def build_pipeline(p, records: str, n_rg: int, detectors: list[Detector], out_di
             for rg, s in subs.items():
                 yield rg, (mh_name, s)
 
-        recs = (observed | "minhash records" >> beam.Filter(lambda e: e[0] == "m")
-                | "key by record" >> beam.Map(lambda e: (e[1], e[2])))
-        reps = recs | "group copies" >> beam.GroupByKey() | "first copy" >> beam.Map(first_copy)
-        sig_kv = reps | "signature by seq" >> beam.Map(lambda v: (v[0], (v[5], (v[2], v[3], v[4], v[1]))))
-        pairs = (reps | "band keys" >> beam.FlatMap(band_elems)
+        recs = (observed | "minhash blocks" >> beam.Filter(lambda e: e[0] == "m")
+                | "key by record partition" >> beam.Map(lambda e: (e[1], e[2])))
+        firsts = recs | "group copies" >> beam.GroupByKey() | "first copies" >> beam.FlatMap(first_copies)
+        sig_kv = (firsts | "signature blocks" >> beam.Filter(lambda kv: kv[0][0] == "s")
+                  | "by seq partition" >> beam.Map(lambda kv: (kv[0][1], kv[1])))
+        pairs = (firsts | "band key blocks" >> beam.Filter(lambda kv: kv[0][0] == "b")
+                 | "by bucket partition" >> beam.Map(lambda kv: (kv[0][1], kv[1]))
                  | "buckets" >> beam.GroupByKey()
-                 | "candidate edges" >> beam.FlatMap(star_edges)
-                 | "distinct edges" >> beam.Distinct())
+                 | "candidate edges" >> beam.FlatMap(star_edges))
         lo_side = ({"p": pairs, "s": sig_kv} | "join low end" >> beam.CoGroupByKey()
-                   | "to high end" >> beam.FlatMap(attach_lo))
+                   | "to high end" >> beam.FlatMap(join_low))
         verified = ({"c": lo_side, "s": sig_kv} | "join high end" >> beam.CoGroupByKey()
-                    | "confirm" >> beam.FlatMap(confirm))
+                    | "confirm" >> beam.FlatMap(join_high))
         no_edge = p | "no edges yet" >> beam.Create([(0, None)])
         built = ((verified, no_edge) | "all edges" >> beam.Flatten()
                  | "gather edges" >> beam.GroupByKey()
