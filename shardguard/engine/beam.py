@@ -4,12 +4,20 @@ stages, so no worker holds every record's state.
     Create(row-group ids) ─ read a row group of records.parquet (on the worker) ─ observe ─┐
       ├─ (detector, partial) ─ CombinePerKey(merge, per detector) ─ finalize per detector ───┤ models
       │     (a detector that `requires` others joins only their models: CoGroupByKey)         │
-      └─ minhash, keyed: (record_id) → first copy → (band, bucket key) → GroupByKey buckets →  │
-            candidate edges (bucket head, member) → Distinct → join both ends' signatures →    │
-            confirm (estimated Jaccard) → verified edges gathered → connected components ──────┤
+      └─ minhash, keyed (numpy blocks, 16 partitions per key space): signatures and band keys →
+            by record partition: first exact copy → by bucket partition (band, key): GroupByKey →
+            candidate edges (bucket's first member, each other one) → by the low end's seq: join its
+            signature → by the high end's seq: join, confirm (estimated Jaccard) → verified edges
+            gathered (small) → connected components ──────────────────────────────────────────┤
     models ─ replicated per row group (minhash: only that row group's members) ─ GroupByKey(row group)
             ─ read the row group again, flag ─ findings/part-<row group>.parquet (written by the worker)
     models ─ discoveries ─ discoveries.json (written by a worker)
+
+What is keyed and what still gathers: MinHash never gathers records (only the verified edges, for
+connected components, and the model built from them: cluster members only). Every other dataset-wide
+detector's merged state lives on one worker, under its own key (different detectors, different
+workers), and its model goes to each row group's flag step (as a side input would); no detector has
+per-key counters of its own in the pipeline yet (trigger n-grams, preference statistics).
 
 Everything the workers read or write lives under `--shardguard_work` (default: the scan's work
 folder); the driver writes records.parquet there before the run and reads the findings and
