@@ -8,6 +8,7 @@ import json
 import sys
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -88,34 +89,37 @@ def test_fnapi_multi_processing_same_as_local(mixed):
     _same_as_local(mixed, "fnapi", ["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
 
 
-def test_keyed_minhash_helpers_match_detector():
-    """band keys put records with equal bands in one bucket; confirm_edges and model_from_edges give
-    the detector's own edges and model."""
-    web = [r["text"] for r in read_jsonl_gz(SAMPLE / "web_c4_commoncrawl_sample" / "c4_cc_docs.web.jsonl.gz",
-                                            limit=40)]
-    texts = web + [web[3].replace(" the ", " a ", 1), web[5] + " extra words here", web[3]]
+def test_keyed_minhash_helpers_match_detector(tmp_path):
+    """What the keyed stages do with the minhash functions (first exact copy, band keys, bucket heads'
+    edges, confirm, model_from_edges) gives the detector's own model."""
+    from shardguard.ingest import ingest_shard
+
+    web = read_jsonl_gz(SAMPLE / "web_c4_commoncrawl_sample" / "c4_cc_docs.web.jsonl.gz", limit=40)
+    web += [{"url": "https://a.example/", "text": web[3]["text"].replace(" the ", " a ", 1)},
+            {"url": "https://b.example/", "text": web[5]["text"] + " extra words here"}, web[3]]
+    path = write_jsonl(tmp_path / "web.jsonl", web)
+    batch = next(b for b in ingest_shard(path, "web.jsonl", "web", 4096) if isinstance(b, pa.RecordBatch))
     det = mh.MinHashNearDuplicates()
-    sigs = mh.signatures(texts, det.config)
-    x, st = mh.shingle_hashes(texts)
-    assert np.array_equal(sigs, mh.signatures(x, st, *mh.perm_params(128, 1)))
+    want = det.finalize(det.observe(batch), {})
+    assert len(want["members"]) >= 4
+    rid, seq = batch.column("record_id").to_pylist(), batch.column("seq").to_numpy()
+    first = sorted({r: k for k, r in reversed(list(enumerate(rid)))}.values())  # first copy, input order
+    sigs = mh.signatures(batch.column("text").take(first), det.config)
     keys = mh.band_keys(sigs, det.config)
     bands, rows = mh.optimal_bands(0.8, 128)
-    assert keys.shape == (len(texts), bands) and keys.dtype == np.uint64
-    for b in range(bands):
-        same_band = (sigs[:, b * rows:(b + 1) * rows][:, None] == sigs[:, b * rows:(b + 1) * rows][None]).all(-1)
-        assert np.array_equal(same_band, keys[:, b][:, None] == keys[:, b][None])
-    lo, hi, est = mh.lsh_pairs(sigs[:-1], bands, rows, 0.8)
-    assert len(lo) >= 2
-    i, j, sim = mh.confirm_edges(sigs, lo, hi, det.config)
-    assert np.array_equal(i, lo) and np.array_equal(j, hi) and np.array_equal(sim, est)
-    meta = {k: ("s", k, f"https://d{k}.example/") for k in range(len(texts))}
-    state = {"shard": ["s"] * len(texts), "row": np.arange(len(texts)), "seq": np.arange(len(texts)),
-             "record_id": [str(k) for k in range(len(texts) - 1)] + ["3"],
-             "url": [meta[k][2] for k in range(len(texts))], "sig": sigs}
-    a, b = mh.model_from_edges(lo, hi, est, meta), det.finalize(state, {})
+    assert keys.shape == (len(first), bands) and keys.dtype == np.uint64
+    for b in range(bands):  # equal keys exactly where a band's slots are equal
+        blk = sigs[:, b * rows:(b + 1) * rows]
+        assert np.array_equal((blk[:, None] == blk[None]).all(-1), keys[:, b][:, None] == keys[:, b][None])
+    ci, cj = mh.candidate_pairs(keys)
+    i, j, est = mh.confirm_edges(sigs, ci, cj, det.config)
+    meta = {int(seq[k]): (batch.column("shard")[k].as_py(), batch.column("row")[k].as_py(),
+                          batch.column("url")[k].as_py()) for k in first}
+    got = mh.model_from_edges(seq[first][i], seq[first][j], est, meta)
 
     def by_record(m):  # cluster labels are internal; what flag and dependents see must be equal
         return {k: (v["jaccard"], m["clusters"][v["cluster"]]) for k, v in m["members"].items()}
 
-    assert by_record(a) == by_record(b) and list(a["clusters"].values()) == list(b["clusters"].values())
-    assert list(a["members"]) == list(b["members"])
+    assert by_record(got) == by_record(want) and list(got["members"]) == list(want["members"])
+    assert list(got["clusters"].values()) == list(want["clusters"].values())
+    assert np.array_equal(got["member_seqs"], want["member_seqs"])
