@@ -406,7 +406,7 @@ def build_pipeline(p, records: str, n_rg: int, detectors: list[Detector], out_di
             rg_of = {}
             for lo, hi, _, ml, mh_ in edges:
                 meta[lo], meta[hi] = ml[:3], mh_[:3]
-                rg_of[(ml[0], ml[1])], rg_of[(mh_[0], mh_[1])] = ml[3], mh_[3]
+                rg_of[(ml[0], ml[1])], rg_of[(mh_[0], mh_[1])] = (ml[3], lo), (mh_[3], hi)
             model = mhmod.model_from_edges(np.array([e[0] for e in edges], np.int64),
                                            np.array([e[1] for e in edges], np.int64),
                                            np.array([e[2] for e in edges], float), meta)
@@ -416,10 +416,13 @@ def build_pipeline(p, records: str, n_rg: int, detectors: list[Detector], out_di
             model, rg_of = built
             subs: dict[int, dict] = {}
             for key, m in model["members"].items():
-                s = subs.setdefault(rg_of[key], {"members": {}, "clusters": {}})
+                rg, seq = rg_of[key]
+                s = subs.setdefault(rg, {"members": {}, "clusters": {}, "member_seqs": []})
                 s["members"][key] = m
                 s["clusters"][m["cluster"]] = model["clusters"][m["cluster"]]
+                s["member_seqs"].append(seq)
             for rg, s in subs.items():
+                s["member_seqs"] = np.sort(np.asarray(s["member_seqs"], np.int64))
                 yield rg, (mh_name, s)
 
         recs = (observed | "minhash blocks" >> beam.Filter(lambda e: e[0] == "m")
