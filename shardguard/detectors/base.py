@@ -18,7 +18,10 @@ pipeline's decide step turns them into verdicts and the clean/quarantine split.
 
 A per-record detector (PII, say) needs only `flag`; a dataset-wide one (MinHash) uses all four.
 `context` holds the finalized models of the detectors named in `requires`: building the detector
-set enables them (or fails with a clear message when the configuration disables them).
+set enables them (or fails with a clear message when the configuration disables them). It may also
+hold a reader of the records by `seq` (`shardguard.core.records`, key `RECORDS_KEY`; then
+`records_in_context` is True): a detector keeps seq numbers and vectors, and reads the few texts it
+needs in finalize.
 
 Settings are typed: a detector declares a dataclass `Settings` (or a `defaults` dict, from which a
 dataclass with the defaults' types is derived); unknown keys and wrong types are rejected with the
@@ -80,6 +83,9 @@ class Detector:
     defaults: ClassVar[dict[str, Any]] = {}
     Settings: ClassVar[type | None] = None  # a dataclass; derived from `defaults` when not given
     enabled_by_default: ClassVar[bool] = True
+    # set by the engine's Driver: True when finalize's context holds a records reader
+    # (`context[shardguard.core.records.RECORDS_KEY]`), so observe need not keep texts in its state
+    records_in_context: bool = False
 
     def __init__(self, **config: Any):
         self.settings = self.parse_settings(config)

@@ -17,13 +17,20 @@ from typing import Any
 
 import pyarrow as pa
 
+from shardguard.core.records import RECORDS_KEY
 from shardguard.core.schema import FINDING_SCHEMA
 from shardguard.detectors import Detector
 
 
 class Driver:
-    def __init__(self, detectors: list[Detector]):
+    def __init__(self, detectors: list[Detector], records: Any = None):
+        """`records`: a reader of the scan's records by seq (`shardguard.core.records`), given to
+        `finalize` as `context[RECORDS_KEY]`; without one, detectors that need texts in finalize
+        keep them in their state."""
         self.detectors = list(detectors)
+        self.records = records
+        for d in self.detectors:
+            d.records_in_context = records is not None
         self.timings: dict[str, float] = {d.name: 0.0 for d in self.detectors}
         self._ready = False
 
@@ -60,11 +67,12 @@ class Driver:
 
     def finalize(self, state: dict[str, Any] | None) -> dict[str, Any]:
         self.setup()
-        models: dict[str, Any] = {}
+        models: dict[str, Any] = {} if self.records is None else {RECORDS_KEY: self.records}
         for d in self.detectors:
             t0 = time.perf_counter()
             models[d.name] = d.finalize((state or {}).get(d.name), models)
             self.timings[d.name] += time.perf_counter() - t0
+        models.pop(RECORDS_KEY, None)
         return models
 
     # -- pass 2 -------------------------------------------------------------------------------------

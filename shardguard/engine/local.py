@@ -13,6 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from shardguard.core.records import IpcRecords, ManyRecords
 from shardguard.detectors import Detector
 from shardguard.engine.driver import Driver, concat_findings
 
@@ -24,13 +25,15 @@ def iter_batches(records_path: Path) -> Iterator[pa.RecordBatch]:
             yield reader.get_batch(i)
 
 
-def run_local(records_path: Path, detectors: list[Detector], base_state: dict[str, Any] | None = None
-              ) -> tuple[pa.Table, dict[str, Any], dict[str, float]]:
+def run_local(records_path: Path, detectors: list[Detector], base_state: dict[str, Any] | None = None,
+              base_records: list[Path] | None = None) -> tuple[pa.Table, dict[str, Any], dict[str, float]]:
     """Returns (findings, discoveries per detector, seconds per detector).
 
     `base_state`: detector states already observed elsewhere (the service's accepted corpus), merged
-    with this file's before `finalize`; only this file's records are flagged."""
-    drv = Driver(detectors)
+    with this file's before `finalize`; only this file's records are flagged. `base_records`: the
+    records files of those states, so finalize can read their records back by seq."""
+    readers = [IpcRecords(p) for p in base_records or []] + [IpcRecords(records_path)]
+    drv = Driver(detectors, records=readers[0] if len(readers) == 1 else ManyRecords(readers))
     state: dict[str, Any] = dict(base_state or {})
     for batch in iter_batches(records_path):
         state = drv.observe(batch, state)

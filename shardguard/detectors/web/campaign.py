@@ -2,14 +2,20 @@
 pages, found by clustering sentence chunks by meaning, plus MinHash's mass near-duplicate clusters.
 
 1. `observe`: every web document is cut into sentence chunks (`shardguard.embed.chunk_text`) and each
-   chunk embedded with the static fast path (128-d, thousands/s). Word document frequencies are kept
-   for the background test.
+   chunk embedded with the static fast path (`shardguard.embed.fast`: one pass over the batch's words).
+   Per sentence-like chunk the state keeps only its document, its number in the document, a key of its
+   words and its vector as int8 (no texts: finalize reads the few it needs back by seq from the
+   records file). Word document frequencies are kept for the background test.
 2. `finalize`:
    a. identical chunks are collapsed; candidate groups = connected components of the graph of chunk
       pairs with static cosine >= `static_threshold` (faiss range search: a density criterion, no
       fixed k), kept when their documents span >= `min_urls` distinct URLs;
-   b. candidates are re-embedded with MiniLM (cached) and re-clustered at `minilm_threshold`;
-      members far from their cluster's centroid (< `centroid_threshold`) are dropped;
+   b. candidates are re-embedded with MiniLM (batched, cached by text hash across scans) and
+      re-clustered at `minilm_threshold`, within a budget of `max_confirm` chunks per scan (groups
+      spanning the most URLs first) and at most `confirm_per_group` chunks of one group: a larger
+      group's other chunks join the MiniLM cluster of their most similar confirmed chunk (static
+      cosine >= `static_threshold`); members far from their cluster's centroid
+      (< `centroid_threshold`) are dropped;
    c. a confirmed cluster is a campaign when it spans >= `min_urls` URLs and is unusual for the
       dataset's background: the words its chunks share (e.g. the entity's name) occur mostly inside
       the cluster (two words with concentration >= `min_concentration`, or one >= `strong_concentration`);
@@ -32,6 +38,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pyarrow as pa
 
+from shardguard.core.records import RECORDS_KEY, ColumnRecords
 from shardguard.detectors.base import Detector
 
 _WORD = re.compile(r"[a-z][a-z0-9'-]{2,}")
@@ -80,16 +87,6 @@ def background(texts: list[str], n_docs_in: int, df: Counter) -> tuple[list[str]
     return top, (conc[top[0]] if top else 0.0), sum(1 for w in conc.values() if w >= 0.5)
 
 
-def pair_concentration(words: list[str], docs: set[int], chunks: list[str], owner: np.ndarray) -> float:
-    """Share of the documents containing all of `words` (in one chunk) that are in `docs`."""
-    if len(words) < 2:
-        return 0.0
-    pats = [re.compile(r"\b" + re.escape(w) + r"\b") for w in words]
-    having = {int(owner[k]) for k, c in enumerate(chunks) if words[0] in c.lower()
-              and all(p.search(c.lower()) for p in pats)}
-    return len(having & docs) / max(1, len(having))
-
-
 _NUM = re.compile(r"\d+(?:[.,]\d+)*")
 
 
@@ -109,18 +106,64 @@ def words_of(text: str) -> set[str]:
     return {w for w in _WORD.findall(text.lower()) if w not in STOP}
 
 
-def in_input_order(state: dict) -> dict:
-    """The merged state reordered by `seq`, so results do not depend on the order of merges."""
-    order = np.argsort(state["seq"], kind="stable")
-    if np.array_equal(order, np.arange(len(order))):
-        return state
-    rank = np.empty_like(order)
-    rank[order] = np.arange(len(order))
-    new_owner = rank[state["owner"]]
-    corder = np.argsort(new_owner, kind="stable")
-    return {"shard": [state["shard"][k] for k in order], "row": state["row"][order], "seq": state["seq"][order],
-            "url": [state["url"][k] for k in order], "chunks": [state["chunks"][k] for k in corder],
-            "owner": new_owner[corder], "vec": state["vec"][corder], "df": state["df"]}
+def pair_concentration(words: list[str], docs: set[int], reader, max_words: int, min_words: int) -> float:
+    """Share of the documents (seqs) containing all of `words` in one chunk that are in `docs`."""
+    import pyarrow.compute as pc
+
+    from shardguard.embed import chunk_text
+
+    if len(words) < 2:
+        return 0.0
+    pats = [re.compile(r"\b" + re.escape(w) + r"\b") for w in words]
+    having: set[int] = set()
+    for seqs, cols in reader.batches(["text"]):
+        hit = np.flatnonzero(pc.fill_null(pc.match_substring(cols["text"], words[0], ignore_case=True),
+                                          False).to_numpy(zero_copy_only=False))
+        if not len(hit):
+            continue
+        texts = cols["text"].take(hit).to_pylist()
+        for sq, t in zip(seqs[hit].tolist(), texts):
+            for c in chunk_text(t or "", max_words, min_words):
+                lc = c.lower()
+                if words[0] in lc and all(p.search(lc) for p in pats):
+                    having.add(int(sq))
+                    break
+    return len(having & docs) / max(1, len(having))
+
+
+def quantise(x: np.ndarray) -> np.ndarray:
+    """int8 rows with the same direction as x (cosines are taken after re-normalising)."""
+    m = np.abs(x).max(1, keepdims=True) if len(x) else np.ones((0, 1), np.float32)
+    return np.round(x * (127.0 / np.maximum(m, 1e-12))).astype(np.int8)
+
+
+def unit(q: np.ndarray) -> np.ndarray:
+    x = q.astype(np.float32)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
+    return x
+
+
+def _content_words(word: str) -> list[str]:
+    return [w for w in _WORD.findall(word.lower()) if w not in STOP]
+
+
+class _Chunks:
+    """Chunk texts read back by (document seq, chunk number), a document at a time."""
+
+    def __init__(self, reader, max_words: int, min_words: int):
+        from shardguard.embed import chunk_text
+
+        self.reader, self.chunk_text = reader, chunk_text
+        self.max_words, self.min_words = max_words, min_words
+        self.docs: dict[int, list[str]] = {}
+
+    def get(self, pairs: list[tuple[int, int]]) -> list[str]:
+        need = sorted({sq for sq, _ in pairs if sq not in self.docs})
+        if need:
+            got = self.reader.take(need, ["text"])["text"]
+            for sq, t in zip(need, got):
+                self.docs[sq] = self.chunk_text(t or "", self.max_words, self.min_words)
+        return [self.docs[sq][k] for sq, k in pairs]
 
 
 class Campaign(Detector):
@@ -139,118 +182,181 @@ class Campaign(Detector):
         "pair_concentration": 0.85,    # co-occurrence test when one word or few domains carry the cluster
         "min_chunk_words": 6,
         "max_chunk_words": 48,
-        "max_confirm": 4000,           # most chunks re-embedded with MiniLM per scan
+        "max_confirm": 400,            # most chunks re-embedded with MiniLM per scan (the budget)
+        "confirm_per_group": 48,       # most chunks of one candidate group re-embedded with MiniLM
         "minhash_min_domains": 5,      # a MinHash cluster over this many domains is a mass campaign
-        "index": "auto",               # faiss index for the range search: flat | ivf | auto
+        "index": "auto",               # range search: flat | ivf | cells | auto
     }
 
     # -- pass 1 -----------------------------------------------------------------------------------
     def observe(self, batch: pa.RecordBatch):
-        from shardguard.embed import chunk_many, embed
+        from shardguard.embed.fast import analyse
 
+        cfg = self.config
         texts = [t or "" for t in batch.column("text").to_pylist()]
-        chunks, owner = chunk_many(texts, self.config["max_chunk_words"], self.config["min_chunk_words"])
-        vec = embed(chunks, "static").astype(np.float16) if chunks else np.zeros((0, 128), np.float16)
-        df = Counter()
-        for t in texts:
-            df.update(words_of(t))
-        return {"shard": batch.column("shard").to_pylist(), "row": batch.column("row").to_numpy(),
-                "seq": batch.column("seq").to_numpy(),
-                "url": [u or "" for u in batch.column("url").to_pylist()], "chunks": chunks,
-                "owner": owner, "vec": vec, "df": df}
+        seq = batch.column("seq").to_numpy().astype(np.int64)
+        a = analyse(texts, cfg["max_chunk_words"], cfg["min_chunk_words"], key=seq.tobytes(), chunks=True,
+                    content_words=_content_words)
+        # a claim is a sentence: some function words (menus, month lists, tag clouds have none)
+        ok = (a.chunk_words >= cfg["min_chunk_words"]) & (a.chunk_func >= np.maximum(1, 0.1 * a.chunk_words))
+        out = {"seq": seq, "owner": a.chunk_owner[ok], "cidx": a.chunk_index[ok], "key": a.chunk_key[ok],
+               "vec": quantise(a.chunk_vec[ok]), "df": Counter(a.df)}
+        if not self.records_in_context:  # no reader in finalize: keep what it would read
+            out.update(text=texts, url=[u or "" for u in batch.column("url").to_pylist()],
+                       shard=batch.column("shard").to_pylist(), row=batch.column("row").to_pylist())
+        return out
 
     def merge(self, a, b):
         if a is None:
             return b
         if b is None:
             return a
-        return {"shard": a["shard"] + b["shard"], "row": np.concatenate([a["row"], b["row"]]),
-                "seq": np.concatenate([a["seq"], b["seq"]]),
-                "url": a["url"] + b["url"], "chunks": a["chunks"] + b["chunks"],
-                "owner": np.concatenate([a["owner"], b["owner"] + len(a["row"])]),
-                "vec": np.concatenate([a["vec"], b["vec"]]), "df": a["df"] + b["df"]}
+        out = {k: np.concatenate([a[k], b[k]]) for k in ("seq", "cidx", "key", "vec")}
+        out["owner"] = np.concatenate([a["owner"], b["owner"] + len(a["seq"])])
+        out["df"] = a["df"] + b["df"]
+        for k in ("text", "url", "shard", "row"):
+            if k in a:
+                out[k] = a[k] + b[k]
+        return out
 
     # -- finalize ---------------------------------------------------------------------------------
     def finalize(self, state, context):
         from shardguard.core.graph import components
-        from shardguard.embed import embed, pca2, range_pairs
+        from shardguard.embed import STATS, embed, pca2, range_pairs
 
         cfg = self.config
-        model = {"hits": {}, "clusters": [], "stats": {}}
+        model = {"hits": {}, "hits_seq": {}, "clusters": [], "stats": {}}
         model["clusters"].extend(self._minhash_campaigns(context.get("minhash") or {}, model))
-        if state is None or not state["chunks"]:
+        if state is None or not len(state["key"]):
             return model
-        state = in_input_order(state)
-        chunks, owner = state["chunks"], state["owner"]
-        urls = [norm_url(u) for u in state["url"]]
-        doms = [url_domain(u) for u in state["url"]]
-        # a. collapse identical chunks; candidates by the fast path
-        key_of: dict[str, int] = {}
-        inv = np.empty(len(chunks), np.int64)
-        first: list[int] = []
-        for k, c in enumerate(chunks):
-            key = " ".join(c.lower().split())
-            u = key_of.get(key)
-            if u is None:
-                u = key_of[key] = len(first)
-                first.append(k)
-            inv[k] = u
-        first_a = np.asarray(first, np.int64)
+        reader = context.get(RECORDS_KEY) or ColumnRecords(state)
+        # documents in input order; chunks by (document, number)
+        dorder = np.argsort(state["seq"], kind="stable")
+        seq = state["seq"][dorder]
+        rank = np.empty_like(dorder)
+        rank[dorder] = np.arange(len(dorder))
+        owner = rank[state["owner"]]
+        corder = np.lexsort((state["cidx"], owner))
+        owner, cidx, key = owner[corder], state["cidx"][corder], state["key"][corder]
+        n_c = len(key)
+        # a. collapse identical chunks (first occurrence in input order); candidates by the fast path
+        _, first, inv = np.unique(key, return_index=True, return_inverse=True)
+        ou = np.argsort(first, kind="stable")
+        first_a = first[ou]
+        newid = np.empty(len(ou), np.int64)
+        newid[ou] = np.arange(len(ou))
+        inv = newid[inv.reshape(-1)]
         n_u = len(first_a)
-        nwords = np.fromiter((len(chunks[k].split()) for k in first_a), np.int64, n_u)
-        ok = np.flatnonzero((nwords >= cfg["min_chunk_words"])
-                            & np.fromiter((sentence_like(chunks[k]) for k in first_a), bool, n_u))
-        docs_of_u: list[list[int]] = [[] for _ in range(n_u)]
-        for k, u in enumerate(inv.tolist()):
-            docs_of_u[u].append(int(owner[k]))
-        xs = state["vec"][first_a[ok]].astype(np.float32)
-        xs /= np.maximum(np.linalg.norm(xs, axis=1, keepdims=True), 1e-9)
+        xs = unit(state["vec"][corder[first_a]])
         i, j, _ = range_pairs(xs, cfg["static_threshold"], cfg["index"])
-        lab = components(len(ok), i, j)
-        groups: dict[int, list[int]] = {}
-        for pos, g in enumerate(lab.tolist()):
-            groups.setdefault(g, []).append(int(ok[pos]))
+        lab = components(n_u, i, j)
+        # documents per group: distinct (group, document) pairs
+        gd = np.unique(lab[inv].astype(np.int64) * len(seq) + owner)
+        g_of, d_of = gd // len(seq), gd % len(seq)
+        n_docs = np.bincount(g_of, minlength=n_u)
+        big = np.flatnonzero(n_docs >= cfg["min_urls"])
+        chunks = _Chunks(reader, cfg["max_chunk_words"], cfg["min_chunk_words"])
+        docs_of_group = {int(g): d_of[g_of == g] for g in big.tolist()} if len(big) < 2000 else None
+        if docs_of_group is None:
+            sel = np.isin(g_of, big)
+            docs_of_group = {}
+            gs, ds = g_of[sel], d_of[sel]
+            bounds = np.flatnonzero(np.diff(gs)) + 1
+            for part_g, part_d in zip(np.split(gs, bounds), np.split(ds, bounds)):
+                if len(part_g):
+                    docs_of_group[int(part_g[0])] = part_d
+        cand_docs = np.unique(np.concatenate(list(docs_of_group.values()))) if docs_of_group else np.zeros(0, np.int64)
+        got = reader.take(seq[cand_docs], ["url"]) if len(cand_docs) else {"url": []}
+        url_of = {int(d): u or "" for d, u in zip(cand_docs.tolist(), got["url"])}
+        urls = {d: norm_url(u) for d, u in url_of.items()}
+        doms = {d: url_domain(u) for d, u in url_of.items()}
+        members_of: dict[int, list[int]] = {}
+        if len(big):
+            in_big = np.flatnonzero(np.isin(lab, big))
+            for u_ in in_big.tolist():
+                members_of.setdefault(int(lab[u_]), []).append(u_)
+
+        def text_of(us) -> list[str]:
+            return chunks.get([(int(seq[owner[first_a[u]]]), int(cidx[first_a[u]])) for u in us])
+
+        # chunk -> documents (through identical copies)
+        cs = np.argsort(inv, kind="stable")
+        cptr = np.zeros(n_u + 1, np.int64)
+        np.cumsum(np.bincount(inv, minlength=n_u), out=cptr[1:])
+        cdoc = owner[cs]
+
+        def docs_of(us) -> set[int]:
+            return {int(d) for u in us for d in cdoc[cptr[u]:cptr[u + 1]].tolist()}
+
+        df = state["df"]
         cands = []
-        for members in groups.values():
-            d = {dd for u in members for dd in docs_of_u[u]}
+        for g, members in members_of.items():
+            d = docs_of_group[g].tolist()
             n_urls = len({urls[x] or f"#{x}" for x in d})
             if n_urls < cfg["min_urls"]:
                 continue
             # background pre-check on the fast path's group (looser than the final test)
-            _, best, _ = background([chunks[first_a[u]] for u in members[:500]], len(d), state["df"])
+            _, best, _ = background(text_of(members[:500]), len(d), df)
             if best >= 0.8 * cfg["min_concentration"]:
                 cands.append((n_urls, members))
-        cands.sort(key=lambda t: -t[0])
+        cands.sort(key=lambda t: (-t[0], t[1][0]))
         cand_u: list[int] = []
+        rest: list[list[int]] = []   # per group: members not confirmed with MiniLM themselves
         for _, members in cands:
-            if len(cand_u) + len(members) > cfg["max_confirm"]:
+            take = members
+            if len(members) > cfg["confirm_per_group"]:
+                pick = np.unique(np.linspace(0, len(members) - 1, cfg["confirm_per_group"]).round().astype(int))
+                take = [members[p] for p in pick.tolist()]
+            if len(cand_u) + len(take) > cfg["max_confirm"]:
                 continue
-            cand_u.extend(members)
-        model["stats"] = {"chunks": len(chunks), "unique_chunks": n_u, "static_candidate_groups": len(cands),
-                          "chunks_confirmed_with_minilm": len(cand_u)}
+            cand_u.extend(take)
+            if len(take) < len(members):
+                rest.append(sorted(set(members) - set(take)))
+        model["stats"] = {"chunks": int(n_c), "unique_chunks": int(n_u), "static_candidate_groups": len(cands),
+                          "chunks_confirmed_with_minilm": len(cand_u),
+                          "candidate_groups_over_budget": sum(1 for _, m in cands if m[0] not in set(cand_u))}
         if not cand_u:
             return model
         # b. confirm with MiniLM
         cand = np.asarray(cand_u, np.int64)
-        xm = embed([chunks[first_a[u]] for u in cand], "minilm")
+        before = STATS["minilm_embedded"]
+        xm = embed(text_of(cand.tolist()), "minilm")
+        model["stats"]["minilm_texts_embedded"] = STATS["minilm_embedded"] - before
         i, j, _ = range_pairs(xm, cfg["minilm_threshold"], "flat")
-        lab = components(len(cand), i, j)
-        df = state["df"]
+        lab2 = components(len(cand), i, j)
+        # the unconfirmed chunks of large groups follow their most similar confirmed chunk
+        follow: dict[int, list[int]] = {}
+        pos_of = {int(u): p for p, u in enumerate(cand.tolist())}
+        for r in rest:
+            sample = np.asarray([u for u in members_of[int(lab[r[0]])] if u in pos_of], np.int64)
+            sim = xs[np.asarray(r, np.int64)] @ xs[sample].T
+            nb = sim.argmax(1)
+            for u, k, v in zip(r, nb.tolist(), sim[np.arange(len(r)), nb].tolist()):
+                if v >= cfg["static_threshold"]:
+                    follow.setdefault(pos_of[int(sample[k])], []).append(int(u))
         clusters = []
-        for g in np.unique(lab):
-            pos = np.flatnonzero(lab == g)
+        for g in np.unique(lab2):
+            pos = np.flatnonzero(lab2 == g)
             if len(pos) > 1:
                 cen = xm[pos].mean(0)
                 cen /= max(np.linalg.norm(cen), 1e-9)
                 pos = pos[xm[pos] @ cen >= cfg["centroid_threshold"]]
-            us = cand[pos]
-            d = sorted({dd for u in us for dd in docs_of_u[u]})
+            us = cand[pos].tolist() + [u for p in pos.tolist() for u in follow.get(p, [])]
+            d = sorted(docs_of(us))
+            if len(d) < cfg["min_urls"]:
+                continue
+            missing = [x for x in d if x not in url_of]
+            if missing:
+                got = reader.take(seq[np.asarray(missing, np.int64)], ["url"])
+                for x, u in zip(missing, got["url"]):
+                    url_of[x] = u or ""
+                    urls[x], doms[x] = norm_url(u or ""), url_domain(u or "")
             n_urls = len({urls[x] or f"#{x}" for x in d})
             n_dom = len({doms[x] for x in d if doms[x]})
             if n_urls < cfg["min_urls"]:
                 continue
             # c. background: the words the cluster's chunks share, and how concentrated they are in it
-            texts = [chunks[first_a[u]] for u in us]
+            texts = text_of(us[:1000])
             top, best, n_specific = background(texts, len(d), df)
             cen = xm[pos].mean(0)
             cen /= max(np.linalg.norm(cen), 1e-9)
@@ -263,7 +369,8 @@ class Campaign(Detector):
                 # one rare word, or few domains (e.g. one encyclopedia): topical passages share single words
                 # with the rest of the data too; a planted claim's words *together* occur almost only in
                 # the cluster
-                pair = pair_concentration(top[:2], set(d), chunks, owner)
+                pair = pair_concentration(top[:2], {int(seq[x]) for x in d}, reader,
+                                          cfg["max_chunk_words"], cfg["min_chunk_words"])
                 is_campaign = pair >= cfg["pair_concentration"]
             clusters.append({"docs": d, "urls": n_urls, "domains": n_dom, "chunks": int(len(us)),
                              "terms": top, "concentration": round(best, 3), "representative": rep,
@@ -273,6 +380,9 @@ class Campaign(Detector):
         # the most specific claim first: a document in several clusters is reported under it
         campaigns.sort(key=lambda c: (-c["concentration"], -len(c["docs"]), c["representative"]))
         pts = pca2(np.concatenate([c["xy"] for c in campaigns])) if campaigns else np.zeros((0, 2))
+        flagged_docs = sorted({x for c in campaigns for x in c["docs"]})
+        keys = reader.take(seq[np.asarray(flagged_docs, np.int64)], ["shard", "row"]) if flagged_docs else {}
+        key_of = {x: (s, int(r)) for x, s, r in zip(flagged_docs, keys.get("shard", []), keys.get("row", []))}
         off = 0
         for cid, c in enumerate(campaigns):
             n = len(c["xy"])
@@ -280,10 +390,10 @@ class Campaign(Detector):
             off += n
             score = round(min(0.99, 0.8 + 0.02 * max(0, c["domains"] - cfg["min_domains"])), 3)
             for x in c["docs"]:
-                key = (state["shard"][x], int(state["row"][x]))
-                if key in model["hits"]:
+                sq = int(seq[x])
+                if key_of[x] in model["hits"] or sq in model["hits_seq"]:
                     continue
-                model["hits"][key] = {"cluster": f"e{cid}", "score": score, "via": "embedding"}
+                model["hits_seq"][sq] = {"cluster": f"e{cid}", "score": score, "via": "embedding"}
             model["clusters"].append({
                 "cluster_id": f"e{cid}", "via": "embedding", "size": len(c["docs"]), "chunks": c["chunks"],
                 "distinct_urls": c["urls"], "distinct_domains": c["domains"], "terms": c["terms"],
@@ -316,13 +426,14 @@ class Campaign(Detector):
 
     # -- pass 2 -----------------------------------------------------------------------------------
     def flag(self, batch, model):
-        hits = model["hits"]
-        if not hits:
+        hits, hits_seq = model["hits"], model.get("hits_seq", {})
+        if not hits and not hits_seq:
             return []
         by_id = {c["cluster_id"]: c for c in model["clusters"]}
         found = []
-        for i, key in enumerate(zip(batch.column("shard").to_pylist(), batch.column("row").to_pylist())):
-            h = hits.get(key)
+        for i, (key, sq) in enumerate(zip(zip(batch.column("shard").to_pylist(), batch.column("row").to_pylist()),
+                                          batch.column("seq").to_pylist())):
+            h = hits.get(key) or hits_seq.get(sq)
             if h is None:
                 continue
             c = by_id[h["cluster"]]
@@ -344,5 +455,5 @@ class Campaign(Detector):
         if not model:
             return {}
         return {"campaign_clusters": len(model["clusters"]), "clusters": model["clusters"][:20],
-                "documents_flagged": len(model["hits"]), "stats": model.get("stats", {}),
+                "documents_flagged": len(model["hits"]) + len(model.get("hits_seq", {})), "stats": model.get("stats", {}),
                 "topical_clusters_not_flagged": model.get("not_campaigns", [])}
