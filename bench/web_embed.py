@@ -3,11 +3,11 @@ texts, and detection of planted attacks, on a corpus with no accidental near-cop
 
     python -m bench.web_embed --n 10000 [--plant 25] [--seed 0] [--json out.json]
 
-The corpus: documents of 150-350 words made of sentences spliced from halves of random sentences of the
+The corpus: documents of 150-350 words made of sentences spliced from thirds of random sentences of the
 bundled C4 and Wikipedia samples (so no two documents share a sentence by accident), each on its own URL.
 Planted: a near-copied campaign (`web_campaign_copy`), a paraphrased campaign
-(`web_campaign_paraphrase`) and `--plant` paraphrased duplicates of earlier documents (articles
-dropped, sentence pairs swapped: same meaning, MinHash Jaccard well under 0.8). Each scan runs in a
+(`web_campaign_paraphrase`) and `--plant` paraphrased duplicates of earlier documents (sentence
+pairs swapped, articles dropped in every other sentence: same meaning, MinHash Jaccard well under 0.8). Each scan runs in a
 fresh process with an empty embedding cache (cold); peak RSS is that process's maximum.
 Recall = planted rows flagged by the detector meant for them; "other" = rows it flagged that were
 not planted (false positives: the clean corpus has no duplicates and no campaigns).
@@ -53,10 +53,10 @@ def corpus(n: int, seed: int) -> list[dict]:
         sents: list[str] = []
         words = 0
         while words < want:
-            # the first half of one sentence and the second half of another: no sentence repeats by accident
-            a = rng.choice(rng.choice(docs)).split()
-            b = rng.choice(rng.choice(docs)).split()
-            s = " ".join(a[:max(2, len(a) // 2)] + b[len(b) // 2:])
+            # thirds of three random sentences: no sentence (nor half of one) repeats by accident
+            parts = [rng.choice(rng.choice(docs)).split() for _ in range(3)]
+            s = " ".join(parts[0][:max(2, len(parts[0]) // 3)] + parts[1][len(parts[1]) // 3:2 * len(parts[1]) // 3]
+                         + parts[2][2 * len(parts[2]) // 3:])
             sents.append(s if s.endswith((".", "!", "?")) else s + ".")
             words += len(s.split())
         rows.append({"text": " ".join(sents), "url": f"https://site{rng.randrange(n)}.example/p/{i}"})
@@ -70,7 +70,7 @@ def paraphrase(text: str) -> str:
     sents = _SENT.split(text)
     for k in range(0, len(sents) - 1, 2):
         sents[k], sents[k + 1] = sents[k + 1], sents[k]
-    return " ".join(" ".join(w for w in s.split() if w not in _ART) for s in sents)
+    return " ".join(" ".join(w for w in s.split() if w not in _ART) if k % 2 else s for k, s in enumerate(sents))
 
 
 def planted(n: int, seed: int, n_para: int) -> tuple[list[dict], dict]:

@@ -6,7 +6,8 @@
 2. `finalize`: exact copies (same record_id) are left to `exact_dup` and MinHash's near-copies to
    `minhash`; among the rest, candidate pairs have static cosine >= `static_threshold` (range search,
    no fixed k: exact below 20,000 records, k-means cells above). A pair at static cosine >=
-   `clear_threshold` is a duplicate without further checks; the ambiguous ones, most similar first,
+   `clear_threshold` whose texts share most of their words (Jaccard of word sets >=
+   `clear_word_overlap`) is a duplicate without MiniLM; the ambiguous ones, most similar first,
    are re-embedded with MiniLM (windows of 200 words, batched, cached by text hash across scans)
    within a budget of `max_confirm` MiniLM windows per scan, their texts read back by seq from the
    records file, and confirmed at MiniLM cosine >= `threshold`. Connected components of duplicate
@@ -39,17 +40,12 @@ def quantise(x: np.ndarray) -> np.ndarray:
     return np.round(x * (127.0 / np.maximum(m, 1e-12))).astype(np.int8)
 
 
-def unit(q: np.ndarray) -> np.ndarray:
-    x = q.astype(np.float32)
-    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
-    return x
-
-
 class SemanticDuplicates(Detector):
     name = "semantic_dup"
     category = "duplicate"
     requires = ("minhash",)
-    defaults = {"threshold": 0.95, "static_threshold": 0.93, "clear_threshold": 0.99, "max_confirm": 160,
+    defaults = {"threshold": 0.95, "static_threshold": 0.93, "clear_threshold": 0.99,
+                "clear_word_overlap": 0.6, "max_confirm": 160,
                 "index": "auto"}
 
     def observe(self, batch: pa.RecordBatch):
@@ -82,8 +78,7 @@ class SemanticDuplicates(Detector):
         seq, rid = state["seq"][order], state["rid"][order]
         _, first = np.unique(rid, return_index=True)  # exact copies: exact_dup's
         u = np.sort(first)
-        x = unit(state["vec"][order[u]])
-        i, j, s = range_pairs(x, cfg["static_threshold"], cfg["index"])
+        i, j, s = range_pairs(state["vec"], cfg["static_threshold"], cfg["index"], rows=order[u])
         if len(i) == 0:
             return model
         # MinHash's near-copies are minhash's
@@ -95,7 +90,17 @@ class SemanticDuplicates(Detector):
             keep = ~(np.isin(i, bad) | np.isin(j, bad))
             i, j, s = i[keep], j[keep], s[keep]
         model["static_pairs"] = int(len(i))
+        # clear: nearly the same vector *and* mostly the same words (reordered, lightly edited); other
+        # pairs are ambiguous, for MiniLM
         clear = s >= cfg["clear_threshold"]
+        if clear.any():
+            cn = np.unique(np.concatenate([i[clear], j[clear]]))
+            wset = {n: set((t or "").lower().split()) for n, t in
+                    zip(cn.tolist(), reader.take(seq[u[cn]], ["text"])["text"])}
+            for p in np.flatnonzero(clear).tolist():
+                a, b = wset[int(i[p])], wset[int(j[p])]
+                if len(a & b) < cfg["clear_word_overlap"] * max(1, len(a | b)):
+                    clear[p] = False
         model["clear_pairs"] = int(clear.sum())
         # the ambiguous pairs, most similar first, get MiniLM while the budget lasts
         amb = np.flatnonzero(~clear)

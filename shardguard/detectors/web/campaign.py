@@ -12,7 +12,7 @@ pages, found by clustering sentence chunks by meaning, plus MinHash's mass near-
       fixed k), kept when their documents span >= `min_urls` distinct URLs;
    b. candidates are re-embedded with MiniLM (batched, cached by text hash across scans) and
       re-clustered at `minilm_threshold`, within a budget of `max_confirm` chunks per scan (groups
-      spanning the most URLs first) and at most `confirm_per_group` chunks of one group: a larger
+      whose shared words look specific first, then those spanning the most URLs) and at most `confirm_per_group` chunks of one group: a larger
       group's other chunks join the MiniLM cluster of their most similar confirmed chunk (static
       cosine >= `static_threshold`); members far from their cluster's centroid
       (< `centroid_threshold`) are dropped;
@@ -31,6 +31,7 @@ pages, found by clustering sentence chunks by meaning, plus MinHash's mass near-
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from urllib.parse import urlsplit
@@ -143,8 +144,9 @@ def unit(q: np.ndarray) -> np.ndarray:
     return x
 
 
-def _content_words(word: str) -> list[str]:
-    return [w for w in _WORD.findall(word.lower()) if w not in STOP]
+@functools.lru_cache(maxsize=200_000)
+def _content_words(word: str) -> tuple[str, ...]:
+    return tuple(w for w in _WORD.findall(word.lower()) if w not in STOP)
 
 
 class _Chunks:
@@ -199,7 +201,7 @@ class Campaign(Detector):
                     content_words=_content_words)
         # a claim is a sentence: some function words (menus, month lists, tag clouds have none)
         ok = (a.chunk_words >= cfg["min_chunk_words"]) & (a.chunk_func >= np.maximum(1, 0.1 * a.chunk_words))
-        out = {"seq": seq, "owner": a.chunk_owner[ok], "cidx": a.chunk_index[ok], "key": a.chunk_key[ok],
+        out = {"seq": seq, "owner": a.chunk_owner[ok].astype(np.int32), "cidx": a.chunk_index[ok], "key": a.chunk_key[ok],
                "vec": quantise(a.chunk_vec[ok]), "df": Counter(a.df)}
         if not self.records_in_context:  # no reader in finalize: keep what it would read
             out.update(text=texts, url=[u or "" for u in batch.column("url").to_pylist()],
@@ -235,7 +237,7 @@ class Campaign(Detector):
         seq = state["seq"][dorder]
         rank = np.empty_like(dorder)
         rank[dorder] = np.arange(len(dorder))
-        owner = rank[state["owner"]]
+        owner = rank[state["owner"]].astype(np.int64)
         corder = np.lexsort((state["cidx"], owner))
         owner, cidx, key = owner[corder], state["cidx"][corder], state["key"][corder]
         n_c = len(key)
@@ -247,8 +249,8 @@ class Campaign(Detector):
         newid[ou] = np.arange(len(ou))
         inv = newid[inv.reshape(-1)]
         n_u = len(first_a)
-        xs = unit(state["vec"][corder[first_a]])
-        i, j, _ = range_pairs(xs, cfg["static_threshold"], cfg["index"])
+        vrow = corder[first_a]  # unique chunk u's vector is state["vec"][vrow[u]] (int8; no float copy of all)
+        i, j, _ = range_pairs(state["vec"], cfg["static_threshold"], cfg["index"], rows=vrow)
         lab = components(n_u, i, j)
         # documents per group: distinct (group, document) pairs
         gd = np.unique(lab[inv].astype(np.int64) * len(seq) + owner)
@@ -298,11 +300,13 @@ class Campaign(Detector):
             # background pre-check on the fast path's group (looser than the final test)
             _, best, _ = background(text_of(members[:500]), len(d), df)
             if best >= 0.8 * cfg["min_concentration"]:
-                cands.append((n_urls, members))
-        cands.sort(key=lambda t: (-t[0], t[1][0]))
+                cands.append((best >= cfg["min_concentration"], n_urls, members))
+        # MiniLM's budget goes first to groups whose shared words already look specific, then to the
+        # groups spanning the most URLs
+        cands.sort(key=lambda t: (-t[0], -t[1], t[2][0]))
         cand_u: list[int] = []
         rest: list[list[int]] = []   # per group: members not confirmed with MiniLM themselves
-        for _, members in cands:
+        for _, _, members in cands:
             take = members
             if len(members) > cfg["confirm_per_group"]:
                 pick = np.unique(np.linspace(0, len(members) - 1, cfg["confirm_per_group"]).round().astype(int))
@@ -314,7 +318,7 @@ class Campaign(Detector):
                 rest.append(sorted(set(members) - set(take)))
         model["stats"] = {"chunks": int(n_c), "unique_chunks": int(n_u), "static_candidate_groups": len(cands),
                           "chunks_confirmed_with_minilm": len(cand_u),
-                          "candidate_groups_over_budget": sum(1 for _, m in cands if m[0] not in set(cand_u))}
+                          "candidate_groups_over_budget": sum(1 for *_, m in cands if m[0] not in set(cand_u))}
         if not cand_u:
             return model
         # b. confirm with MiniLM
@@ -329,7 +333,7 @@ class Campaign(Detector):
         pos_of = {int(u): p for p, u in enumerate(cand.tolist())}
         for r in rest:
             sample = np.asarray([u for u in members_of[int(lab[r[0]])] if u in pos_of], np.int64)
-            sim = xs[np.asarray(r, np.int64)] @ xs[sample].T
+            sim = unit(state["vec"][vrow[np.asarray(r, np.int64)]]) @ unit(state["vec"][vrow[sample]]).T
             nb = sim.argmax(1)
             for u, k, v in zip(r, nb.tolist(), sim[np.arange(len(r)), nb].tolist()):
                 if v >= cfg["static_threshold"]:
