@@ -66,7 +66,7 @@ class SemanticDuplicates(Detector):
 
     def finalize(self, state, context):
         from shardguard.core.graph import components
-        from shardguard.embed import STATS, embed_docs_minilm, range_pairs
+        from shardguard.embed import embed_docs_minilm, range_pairs
 
         model = {"members": {}, "groups": 0, "candidates": 0, "minilm_texts": 0, "static_pairs": 0,
                  "clear_pairs": 0, "unconfirmed_pairs": 0}
@@ -129,10 +129,9 @@ class SemanticDuplicates(Detector):
         sim = s.astype(np.float64).copy()
         ok = clear.copy()
         if chosen:
-            before = STATS["minilm_embedded"]
             nodes_c = sorted(chosen, key=chosen.get)
             xm = embed_docs_minilm([text_of[n] for n in nodes_c])
-            model["minilm_texts"] = STATS["minilm_embedded"] - before
+            model["minilm_texts"] = spent  # windows sent to MiniLM (its cache may have had some)
             cp = np.asarray(confirmable, np.int64)
             pi = np.array([chosen[int(a)] for a in i[cp]], np.int64)
             pj = np.array([chosen[int(b)] for b in j[cp]], np.int64)
@@ -187,6 +186,6 @@ class SemanticDuplicates(Detector):
             return {}
         return {"groups": model["groups"], "records_flagged": len(model["members"]),
                 "candidates_confirmed_with_minilm": model["candidates"],
-                "minilm": {"texts_embedded": model.get("minilm_texts", 0), "static_pairs": model.get("static_pairs", 0),
+                "minilm": {"windows": model.get("minilm_texts", 0), "static_pairs": model.get("static_pairs", 0),
                            "clear_pairs_without_minilm": model.get("clear_pairs", 0),
                            "ambiguous_pairs_over_budget": model.get("unconfirmed_pairs", 0)}}

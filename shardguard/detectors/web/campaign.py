@@ -224,7 +224,7 @@ class Campaign(Detector):
     # -- finalize ---------------------------------------------------------------------------------
     def finalize(self, state, context):
         from shardguard.core.graph import components
-        from shardguard.embed import STATS, embed, pca2, range_pairs
+        from shardguard.embed import embed, pca2, range_pairs
 
         cfg = self.config
         model = {"hits": {}, "hits_seq": {}, "clusters": [], "stats": {}}
@@ -323,9 +323,7 @@ class Campaign(Detector):
             return model
         # b. confirm with MiniLM
         cand = np.asarray(cand_u, np.int64)
-        before = STATS["minilm_embedded"]
         xm = embed(text_of(cand.tolist()), "minilm")
-        model["stats"]["minilm_texts_embedded"] = STATS["minilm_embedded"] - before
         i, j, _ = range_pairs(xm, cfg["minilm_threshold"], "flat")
         lab2 = components(len(cand), i, j)
         # the unconfirmed chunks of large groups follow their most similar confirmed chunk
