@@ -7,8 +7,9 @@
    `minhash`; among the rest, candidate pairs have static cosine >= `static_threshold` (range search,
    no fixed k: exact below 20,000 records, k-means cells above). A pair at static cosine >=
    `clear_threshold` whose texts share most of their words (Jaccard of word sets >=
-   `clear_word_overlap`) is a duplicate without MiniLM; the ambiguous ones, most similar first,
-   are re-embedded with MiniLM (windows of 200 words, batched, cached by text hash across scans)
+   `clear_word_overlap`) is a duplicate without MiniLM; the ambiguous ones
+   (those sharing the most words first, then the most similar) are re-embedded with MiniLM
+   (windows of 200 words, batched, cached by text hash across scans)
    within a budget of `max_confirm` MiniLM windows per scan, their texts read back by seq from the
    records file, and confirmed at MiniLM cosine >= `threshold`. Connected components of duplicate
    pairs are groups; the first record of a group (input order) is kept. How many texts MiniLM saw
@@ -102,9 +103,9 @@ class SemanticDuplicates(Detector):
                 if len(a & b) < cfg["clear_word_overlap"] * max(1, len(a | b)):
                     clear[p] = False
         model["clear_pairs"] = int(clear.sum())
-        # the ambiguous pairs, most similar first, get MiniLM while the budget lasts
+        # the ambiguous pairs get MiniLM while the budget lasts: those sharing the most words first
+        # (a reworded or revised copy keeps most of its words), then the most similar
         amb = np.flatnonzero(~clear)
-        amb = amb[np.lexsort((j[amb], i[amb], -s[amb]))]
         chosen: dict[int, int] = {}
         words: dict[int, int] = {}
         spent = 0
@@ -114,6 +115,10 @@ class SemanticDuplicates(Detector):
             got = reader.take(seq[u[need_text]], ["text"])
             text_of = dict(zip(need_text.tolist(), got["text"]))
             words = {n: len((t or "").split()) for n, t in text_of.items()}
+            ws = {n: set((t or "").lower().split()) for n, t in text_of.items()}
+            overlap = np.array([len(ws[int(i[p])] & ws[int(j[p])]) / max(1, len(ws[int(i[p])] | ws[int(j[p])]))
+                                for p in amb.tolist()])
+            amb = amb[np.lexsort((j[amb], i[amb], -s[amb], -np.round(overlap, 2)))]
         confirmable = []
         for p in amb.tolist():
             new = [n for n in (int(i[p]), int(j[p])) if n not in chosen]
