@@ -167,6 +167,19 @@ class Analysis:
 _LAST: dict = {}
 
 
+def batch_key(batch) -> bytes:
+    """A key of a record batch's content (its seq and text columns' bytes): `analyse` results are
+    reused only for the very same batch, never for another scan's batch with the same seq numbers."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in ("seq", "text"):
+        col = batch.column(name)
+        h.update(str((col.offset, len(col))).encode())
+        for buf in col.buffers():
+            if buf is not None:
+                h.update(memoryview(buf))
+    return h.digest()
+
+
 def analyse(texts: list[str], max_words: int = 48, min_words: int = 6, key: bytes | None = None,
             chunks: bool = True, content_words=None) -> Analysis:
     """Document and chunk vectors of a batch of texts in one pass. `key` (e.g. the batch's `seq`

@@ -56,3 +56,23 @@ def test_range_pairs_and_components_flat_and_ivf():
     assert len(set(lab[:12].tolist())) == 3 and len(set(lab.tolist())) == 3 + 40
     i2, j2, _ = E.range_pairs(x, 0.95, "ivf", nlist=2, nprobe=2)
     assert set(zip(i2.tolist(), j2.tolist())) == set(zip(i.tolist(), j.tolist()))
+
+
+def test_fast_pass_equals_static_embedding_and_never_reuses_another_batch():
+    import pyarrow as pa
+
+    from shardguard.embed.fast import analyse, batch_key
+
+    texts = ["The Eiffel Tower is in Paris. It was built in 1889!\nTickets cost \"20 euros.\" Visit soon",
+             "", "Add two cups of flour, then bake for twenty minutes at 180 degrees."]
+    a = analyse(texts, max_words=48, min_words=2)
+    assert np.allclose(a.doc_vec, E.embed(texts, "static"), atol=1e-5)
+    chunks = [c for t in texts for c in E.chunk_text(t, 48, 2)]
+    assert np.allclose(a.chunk_vec, E.embed(chunks, "static"), atol=1e-5)
+    assert a.chunk_owner.tolist() == [0] * (len(chunks) - 1) + [2]
+    one = pa.record_batch({"seq": pa.array([0, 1]), "text": pa.array(["cats purr softly at night", "x"])})
+    other = pa.record_batch({"seq": pa.array([0, 1]), "text": pa.array(["stock markets fell sharply", "x"])})
+    assert batch_key(one) != batch_key(other)
+    v1 = analyse(one.column("text").to_pylist(), key=batch_key(one)).doc_vec
+    v2 = analyse(other.column("text").to_pylist(), key=batch_key(other)).doc_vec
+    assert not np.allclose(v1[0], v2[0]) and np.allclose(v1[1], v2[1])

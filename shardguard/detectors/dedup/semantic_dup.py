@@ -50,11 +50,11 @@ class SemanticDuplicates(Detector):
                 "index": "auto"}
 
     def observe(self, batch: pa.RecordBatch):
-        from shardguard.embed.fast import analyse
+        from shardguard.embed.fast import analyse, batch_key
 
         texts = [t or "" for t in batch.column("text").to_pylist()]
         seq = batch.column("seq").to_numpy()
-        a = analyse(texts, key=seq.tobytes(), chunks=False)
+        a = analyse(texts, key=batch_key(batch), chunks=False)
         out = {"seq": seq.astype(np.int64),
                "rid": np.fromiter((rid_key(r) for r in batch.column("record_id").to_pylist()), np.uint64, len(seq)),
                "vec": quantise(a.doc_vec)}

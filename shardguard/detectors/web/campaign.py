@@ -192,12 +192,12 @@ class Campaign(Detector):
 
     # -- pass 1 -----------------------------------------------------------------------------------
     def observe(self, batch: pa.RecordBatch):
-        from shardguard.embed.fast import analyse
+        from shardguard.embed.fast import analyse, batch_key
 
         cfg = self.config
         texts = [t or "" for t in batch.column("text").to_pylist()]
         seq = batch.column("seq").to_numpy().astype(np.int64)
-        a = analyse(texts, cfg["max_chunk_words"], cfg["min_chunk_words"], key=seq.tobytes(), chunks=True,
+        a = analyse(texts, cfg["max_chunk_words"], cfg["min_chunk_words"], key=batch_key(batch), chunks=True,
                     content_words=_content_words)
         # a claim is a sentence: some function words (menus, month lists, tag clouds have none)
         ok = (a.chunk_words >= cfg["min_chunk_words"]) & (a.chunk_func >= np.maximum(1, 0.1 * a.chunk_words))
