@@ -68,7 +68,8 @@ def scan(paths: list[str | Path], out: str | Path, kind: str = "auto", engine: s
          config: ScanConfig | dict | None = None, beam_options: list[str] | None = None, *,
          context_paths: list[str | Path] | None = None, inputs_label: list[str] | None = None,
          extra_summary: dict[str, Any] | None = None, run_stage: StageRunner = direct,
-         base_state: dict[str, Any] | None = None, base_rows: int = 0) -> ScanResult:
+         base_state: dict[str, Any] | None = None, base_rows: int = 0,
+         base_records: list[Path] | None = None) -> ScanResult:
     """Scan `paths` into `out`.
 
     `context_paths`: shards read alongside (first) so cross-shard detectors see them, then dropped from
@@ -76,7 +77,8 @@ def scan(paths: list[str | Path], out: str | Path, kind: str = "auto", engine: s
     names as the inputs (default: `paths`). `extra_summary`: keys added to summary.json. `config`: a
     `ScanConfig`, or the same settings as a dict (as in a TOML file). `base_state`: detector states of
     records observed before (the service's stored accepted corpus, `base_rows` of them, with seq
-    numbers below zero), merged in before finalize instead of re-reading those records."""
+    numbers below zero, in the records files `base_records`), merged in before finalize instead of
+    re-observing those records."""
     t0 = time.time()
     cfg = config if isinstance(config, ScanConfig) else ScanConfig.from_dict(config or {})
     dets = detectors.build(cfg.detectors, cfg.only)
@@ -89,7 +91,7 @@ def scan(paths: list[str | Path], out: str | Path, kind: str = "auto", engine: s
         ingested = run_stage("ingest", stages.stage_ingest, [str(p) for p in paths], work, kind, cfg,
                              [str(p) for p in context_paths or []])
         findings, discoveries, timings = run_stage("detect", stages.stage_detect, ingested.records_path, cfg,
-                                                   engine, beam_options, dets, base_state)
+                                                   engine, beam_options, dets, base_state, base_records)
         context_rows = base_rows + sum(i["rows"] for i in ingested.shards if i["shard"] in set(ingested.context))
         own, own_findings = stages.drop_context(ingested, findings, work)
         decided = run_stage("decide", stages.stage_decide, own_findings, own, cfg, dets)

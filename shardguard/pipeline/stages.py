@@ -123,7 +123,7 @@ def drop_context(ingested: Ingested, findings: pa.Table, work: Path) -> tuple[In
 # -- detect ------------------------------------------------------------------------------------
 
 def stage_detect(records_path: str, cfg: ScanConfig, engine: str = "local", beam_options: list[str] | None = None,
-                 dets: list | None = None, base_state: dict | None = None):
+                 dets: list | None = None, base_state: dict | None = None, base_records: list | None = None):
     dets = dets if dets is not None else detectors.build(cfg.detectors, cfg.only)
     t0 = time.perf_counter()
     if engine == "beam":
@@ -135,7 +135,7 @@ def stage_detect(records_path: str, cfg: ScanConfig, engine: str = "local", beam
     else:
         from shardguard.engine.local import run_local
 
-        findings, discoveries, timings = run_local(Path(records_path), dets, base_state)
+        findings, discoveries, timings = run_local(Path(records_path), dets, base_state, base_records)
     findings = sort_findings(findings)
     return findings, discoveries, {"detectors": timings, "detect_total": time.perf_counter() - t0}
 

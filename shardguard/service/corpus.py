@@ -29,6 +29,7 @@ import pyarrow as pa
 
 from shardguard import detectors
 from shardguard.core import codec
+from shardguard.core.records import ManyRecords
 from shardguard.core.schema import RECORD_SCHEMA
 from shardguard.engine.driver import Driver
 from shardguard.ingest import Malformed, ShardError, expand_paths, ingest_shard
@@ -108,7 +109,9 @@ class AcceptedCorpus:
     def _add(self, files: list[tuple[Path, str]]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         dets = detectors.build(self.cfg.detectors, self.cfg.only)
-        drv = Driver(dets)
+        # observe only: the scan finalizes these states later with a reader over the records files
+        # written here, so detectors keep seq numbers rather than texts, as they do in the scan
+        drv = Driver(dets, records=ManyRecords([]))
         meta = dict(self.meta) or {"format": FORMAT, "fingerprint": self.fp, "version": None, "files": [],
                                    "next": 0, "n": 0}
         state = self.state()

@@ -183,14 +183,15 @@ def _scan_locked(watch, state, hist, cfg, kind, webhook, settle_seconds, engine_
         service_info = {"scan_id": scan_id, "watch": str(watch), "context_shards": len(context),
                         "note": "discoveries cover the new shards and the accepted corpus; "
                                 "findings, verdicts and outputs cover the new shards only"}
-        base_state, base_rows, context_paths = None, 0, [accepted] if context else []
+        base_state, base_rows, base_records, context_paths = None, 0, None, [accepted] if context else []
         if engine == "local" and context:
             # the accepted corpus's stored detector states: this run observes only the new shards
             corpus = AcceptedCorpus(state, cfg, kind)
             service_info["corpus"] = corpus.sync() | {"rows": corpus.rows, "mode": "stored states"}
-            base_state, base_rows, context_paths = corpus.state(), corpus.rows, []
+            base_state, base_rows, base_records, context_paths = corpus.state(), corpus.rows, corpus.record_files(), []
         summary = scan([inp], out, kind, engine, cfg, beam_options, context_paths=context_paths,
                        inputs_label=[str(watch)], run_stage=run_stage, base_state=base_state, base_rows=base_rows,
+                       base_records=base_records,
                        extra_summary={"service": service_info}).summary
     except Exception as e:
         hist.finish_scan(scan_id, "failed", error=f"{type(e).__name__}: {e}", n_new=len(new))

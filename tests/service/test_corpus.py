@@ -13,7 +13,7 @@ from shardguard.eval import poison
 from shardguard.pipeline.scan import scan
 from shardguard.service.incremental import incremental_scan
 
-CONFIG = {"only": ["exact_dup", "minhash", "trigger", "response_cluster", "secrets"]}
+CONFIG = {"only": ["exact_dup", "minhash", "trigger", "response_cluster", "secrets", "semantic_dup"]}
 
 
 def test_stored_states_give_the_verdicts_of_a_full_rescan(tmp_path, gsm8k_rows):
