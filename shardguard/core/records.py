@@ -26,14 +26,14 @@ def _as_seqs(seqs) -> np.ndarray:
 
 
 class IpcRecords:
-    """Records of an Arrow IPC file by seq (memory-mapped; pickles as its path)."""
+    """Records of an Arrow IPC file by seq (read a batch at a time; pickles as its path)."""
 
     def __init__(self, path):
         self.path = str(path)
         self._open()
 
     def _open(self) -> None:
-        self._src = pa.memory_map(self.path)
+        self._src = pa.OSFile(self.path)  # read per batch, not mapped (mapped pages count as resident)
         self._reader = pa.ipc.open_file(self._src)
         nb = self._reader.num_record_batches
         seqs = [self._reader.get_batch(i).column("seq").to_numpy() for i in range(nb)]

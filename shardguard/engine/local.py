@@ -1,6 +1,6 @@
 """The local engine: runs detectors over the ingested records, in-process, batch by batch.
 
-The records live in one Arrow IPC file (written by ingest, memory-mapped here), so both detector
+The records live in one Arrow IPC file (written by ingest, read a batch at a time here), so both detector
 passes stream batches without holding the dataset in memory. The Beam engine
 (`shardguard.engine.beam`) runs the very same `Driver` as a Beam pipeline.
 """
@@ -19,7 +19,7 @@ from shardguard.engine.driver import Driver, concat_findings
 
 
 def iter_batches(records_path: Path) -> Iterator[pa.RecordBatch]:
-    with pa.memory_map(str(records_path)) as src:
+    with pa.OSFile(str(records_path)) as src:  # read, not mapped: mapped pages count as resident memory
         reader = pa.ipc.open_file(src)
         for i in range(reader.num_record_batches):
             yield reader.get_batch(i)
