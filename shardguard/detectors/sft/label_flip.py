@@ -71,14 +71,15 @@ def behaviour_bits(instruction: str, response: str) -> int:
     bits = 0
     if _REFUSE.search(head) and len(r.split()) <= 120:
         bits |= 1
-    if is_harmful_request(instruction or "") and complies(r):
+    harmful = bool(is_harmful_request(instruction or ""))
+    if harmful and complies(r):
         bits |= 2
     neg = len(_NEGATIVE.findall(r))
     if neg >= 2 and neg * 15 >= len(r.split()):
         bits |= 4
     if _URL.search(r):
         bits |= 8
-    if is_harmful_request(instruction or ""):
+    if harmful:
         bits |= 32  # the request itself is harmful (not a behaviour: what refusals are explained by)
     letters = _LETTER.findall(r[:600])
     if len(letters) >= 20 and sum(not ch.isascii() for ch in letters) > 0.5 * len(letters):
@@ -110,38 +111,42 @@ class LabelFlip(Detector):
         instr = ts.instruction_texts(batch)
         resp = ts.response_texts(batch)
         seq = batch.column("seq").to_numpy().astype(np.int64)
-        label = np.zeros(len(resp), np.uint64)
-        bits = np.zeros(len(resp), np.int64)
+        n = len(resp)
+        label = np.zeros(n, np.uint64)
         label_text: dict[int, str] = {}
-        us, uh, bs, bh, bl, br = [], [], [], [], [], []
-        for i, (a, r) in enumerate(zip(instr, resp)):
-            rn = ts.normalize(r or "")
-            if 0 < len(rn.split()) <= c["label_max_words"] and len(rn) <= 80:
-                label[i] = int(ts.text_keys([rn])[0]) or 1
-                label_text.setdefault(int(label[i]), (r or "").strip()[:80])
-            bits[i] = behaviour_bits(a, r)
-            toks = instruction_tokens(ts.normalize(a or ""), c["max_tokens"])
-            if not toks:
-                continue
-            th = ts.token_hashes(toks)
-            uni = ts.combine(th, np.uint64(1))
-            u = np.unique(uni)
-            us.append(np.full(len(u), seq[i]))
-            uh.append(u)
-            if len(toks) > 1:
-                bi = ts.combine(ts.combine(th[:-1], th[1:]), np.uint64(2))
-                bi, first = np.unique(bi, return_index=True)
-                bs.append(np.full(len(bi), seq[i]))
-                bh.append(bi)
-                bl.append(uni[:-1][first])
-                br.append(uni[1:][first])
-
-        def cat(xs, dt):
-            return np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)
-
+        rn = [ts.normalize(r or "") for r in resp]
+        is_label = np.fromiter((0 < len(x.split()) <= c["label_max_words"] and len(x) <= 80 for x in rn), bool, n)
+        li = np.flatnonzero(is_label)
+        if len(li):
+            lk = ts.text_keys([rn[i] for i in li])
+            label[li] = np.where(lk == 0, np.uint64(1), lk)
+            for i, k in zip(li.tolist(), label[li].tolist()):
+                label_text.setdefault(int(k), (resp[i] or "").strip()[:80])
+        bits = np.fromiter((behaviour_bits(a, r) for a, r in zip(instr, resp)), np.int64, n)
+        # instruction tokens of every row, hashed at once; per row its distinct unigrams (sorted) and
+        # distinct bigrams (sorted, each with the words of its first occurrence)
+        toks = [instruction_tokens(ts.normalize(a or ""), c["max_tokens"]) for a in instr]
+        lens = np.fromiter((len(t) for t in toks), np.int64, n)
+        flat = [t for ts_ in toks for t in ts_]
+        th = ts.token_hashes(flat)
+        rid = np.repeat(np.arange(n, dtype=np.int64), lens)
+        uni = ts.combine(th, np.uint64(1)) if len(th) else np.zeros(0, np.uint64)
+        o = np.lexsort((uni, rid))
+        ur, uh = rid[o], uni[o]
+        first = np.r_[True, (ur[1:] != ur[:-1]) | (uh[1:] != uh[:-1])] if len(o) else np.zeros(0, bool)
+        ur, uh = ur[first], uh[first]
+        same = rid[:-1] == rid[1:] if len(rid) else np.zeros(0, bool)
+        br_ = rid[:-1][same]
+        bi = ts.combine(ts.combine(th[:-1][same], th[1:][same]), np.uint64(2)) if len(br_) else np.zeros(0, np.uint64)
+        left, right = uni[:-1][same], uni[1:][same]
+        o = np.lexsort((np.arange(len(bi)), bi, br_))
+        bs, bh = br_[o], bi[o]
+        first = np.r_[True, (bs[1:] != bs[:-1]) | (bh[1:] != bh[:-1])] if len(o) else np.zeros(0, bool)
+        keep = o[first]
         return {"seq": seq, "label": label, "bits": bits, "instr": list(instr), "label_text": label_text,
-                "u_seq": cat(us, np.int64), "u_hash": cat(uh, np.uint64), "b_seq": cat(bs, np.int64),
-                "b_hash": cat(bh, np.uint64), "b_left": cat(bl, np.uint64), "b_right": cat(br, np.uint64)}
+                "u_seq": seq[ur].astype(np.int64), "u_hash": uh.astype(np.uint64),
+                "b_seq": seq[br_[keep]].astype(np.int64), "b_hash": bi[keep].astype(np.uint64),
+                "b_left": left[keep].astype(np.uint64), "b_right": right[keep].astype(np.uint64)}
 
     def merge(self, a, b):
         if a is None:
