@@ -166,10 +166,25 @@ def response_texts(batch: pa.RecordBatch) -> list[str]:
     return [(c if k == "preference" else r) or "" for k, r, c in zip(kinds, rs, ch)]
 
 
+_TOKEN_HASH: dict[str, int] = {}
+_TOKEN_HASH_MAX = 500_000
+
+
 def token_hashes(tokens: list[str]) -> np.ndarray:
+    """Hash of each token (polars' string hash, seed `_SEED`). Short lists (finalize and flag look up
+    a few tokens many times) go through a bounded memo; long ones are hashed in one polars call."""
     if not tokens:
         return np.zeros(0, np.uint64)
-    return pl.Series("t", tokens, dtype=pl.String).hash(seed=_SEED).to_numpy().astype(np.uint64)
+    if len(tokens) > 2048:
+        return pl.Series("t", tokens, dtype=pl.String).hash(seed=_SEED).to_numpy().astype(np.uint64)
+    memo = _TOKEN_HASH
+    missing = [t for t in dict.fromkeys(tokens) if t not in memo]
+    if missing:
+        if len(memo) + len(missing) > _TOKEN_HASH_MAX:
+            memo.clear()
+        hs = pl.Series("t", missing, dtype=pl.String).hash(seed=_SEED).to_numpy().astype(np.uint64)
+        memo.update(zip(missing, hs.tolist()))
+    return np.fromiter((memo[t] for t in tokens), np.uint64, len(tokens))
 
 
 def _ngrams(th: np.ndarray, rid: np.ndarray, max_n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -237,8 +252,30 @@ def text_keys(norm_texts: list[str]) -> np.ndarray:
     return pl.Series("t", norm_texts, dtype=pl.String).fill_null("").hash(seed=_SEED + 1).to_numpy().astype(np.uint64)
 
 
+_ASCII_SPACE = np.zeros(128, bool)
+_ASCII_SPACE[[i for i in range(128) if chr(i).isspace()]] = True
+
+
+def _norm_map_ascii(text: str) -> tuple[str, list[int]]:
+    """`norm_map` of an ASCII text (NFKC, invisibles and homoglyphs do not apply): lower case,
+    whitespace runs to one space, none leading or trailing."""
+    b = np.frombuffer(text.encode("ascii"), np.uint8)
+    sp = _ASCII_SPACE[b]
+    prev = np.r_[True, sp[:-1]]  # a space right after a space (or at the start) is dropped
+    keep = ~(sp & prev)
+    idx = np.flatnonzero(keep)
+    out = b[idx].copy()
+    out[sp[idx]] = 32
+    n = len(idx)
+    while n and out[n - 1] == 32:
+        n -= 1
+    return out[:n].tobytes().decode("ascii").lower(), idx[:n].tolist()
+
+
 def norm_map(text: str) -> tuple[str, list[int]]:
     """`normalize(text)` computed char by char, with the original index of every normalized char."""
+    if text and text.isascii():
+        return _norm_map_ascii(text)
     out: list[str] = []
     idx: list[int] = []
     prev_space = True  # drops leading whitespace
@@ -279,8 +316,18 @@ def find_seq(toks: list[str], seq: tuple[str, ...]) -> list[int]:
     n = len(seq)
     if n == 0:
         return []
-    first = seq[0]
-    return [i for i in range(len(toks) - n + 1) if toks[i] == first and tuple(toks[i:i + n]) == seq]
+    first, out, last = seq[0], [], len(toks) - n
+    i = -1
+    try:
+        while True:
+            i = toks.index(first, i + 1)
+            if i > last:
+                break
+            if tuple(toks[i:i + n]) == seq:
+                out.append(i)
+    except ValueError:
+        pass
+    return out
 
 
 def est_jaccard(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -179,18 +179,24 @@ class TriggerDiscovery(Detector):
         rows = state["rows"]
         rare_df = max(c["min_support"], int(c["rare_word_share"] * n_rows))
         rare_cache: dict[str, frozenset] = {}
+        norm_cache: dict[str, str] = {}
+
+        def norm_of(rid):
+            t = norm_cache.get(rid)
+            if t is None:
+                t = norm_cache[rid] = ts.normalize(rows[rid][0])
+            return t
 
         def rare_of(rid):
             rw = rare_cache.get(rid)
             if rw is None:
-                rw = rare_cache[rid] = ts.rare_words(ts.normalize(rows[rid][0]), lambda h: self._df(state, h),
-                                                     rare_df)
+                rw = rare_cache[rid] = ts.rare_words(norm_of(rid), lambda h: self._df(state, h), rare_df)
             return rw
 
         def examples(sample):
             """Distinct instructions, then distinct underlying examples (a passage or question asked
             through several templates is one example: its repeated answer is content, not a target)."""
-            uniq = ts.distinct_by(sample, lambda r: ts.normalize(rows[r][0]))
+            uniq = ts.distinct_by(sample, norm_of)
             return ts.distinct_examples(uniq, rare_of)
 
         targets = []  # (target id, slot, count, sampled record ids)
@@ -217,8 +223,7 @@ class TriggerDiscovery(Detector):
             targets.append((0, 0, pool_cnt, sorted(set(pool))[: 4 * c["examples_per_key"]]))
         # n-grams of every sampled instruction at once (vectorised, same hashing as observe)
         need = sorted({rid for t in targets for rid in t[3]})
-        norm_of = {rid: ts.normalize(rows[rid][0]) for rid in need}
-        gr, gg = ts.gram_hashes([norm_of[r] for r in need], c["max_ngram"], c["max_tokens"], by_row=True)
+        gr, gg = ts.gram_hashes([norm_of(r) for r in need], c["max_ngram"], c["max_tokens"], by_row=True)
         bounds = np.searchsorted(gr, np.arange(len(need) + 1))
         grams_of = {rid: gg[bounds[i]:bounds[i + 1]] for i, rid in enumerate(need)}
         for key, slot, cnt, sample in targets:
