@@ -26,22 +26,47 @@ from shardguard.detectors.base import Detector, concat_columns
 from shardguard.detectors.sft.stats import normalize, word_set_jaccard, word_stems
 
 
-def _pairs_confirmed(xs: np.ndarray, texts: list[str], static_tau: float, tau: float, index: str, cap: int):
-    """Candidate pairs by the static vectors, confirmed with MiniLM: (i, j, sim, nodes, minilm vecs)."""
-    from shardguard.embed import embed, range_pairs
+def _candidate_pairs(xs: np.ndarray, static_tau: float, index: str, cap: int):
+    """Candidate pairs by the static vectors, among the first `cap` rows that have one: (i, j)."""
+    from shardguard.embed import range_pairs
 
     i, j, _ = range_pairs(xs, static_tau, index)
     if len(i) == 0:
-        return i, j, np.zeros(0), np.zeros(0, np.int64), np.zeros((0, 384), np.float32)
+        return i, j
     nodes = np.unique(np.concatenate([i, j]))[:cap]
-    pos = np.full(len(xs), -1, np.int64)
-    pos[nodes] = np.arange(len(nodes))
-    keep = (pos[i] >= 0) & (pos[j] >= 0)
-    i, j = i[keep], j[keep]
-    xm = embed([texts[n] for n in nodes], "minilm")
-    sim = np.einsum("ij,ij->i", xm[pos[i]], xm[pos[j]])
-    ok = sim >= tau
-    return i[ok], j[ok], sim[ok], nodes, xm
+    inside = np.zeros(len(xs), bool)
+    inside[nodes] = True
+    keep = inside[i] & inside[j]
+    return i[keep], j[keep]
+
+
+class _MiniLM:
+    """MiniLM vectors of row texts, embedded once per row and batched per call (`embed` caches them by
+    content hash across scans); counts the texts it was asked for."""
+
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+        self.vec: dict[int, np.ndarray] = {}
+        self.rows = 0
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        from shardguard.embed import embed
+
+        rows = np.asarray(rows, np.int64)
+        new = [int(r) for r in dict.fromkeys(rows.tolist()) if int(r) not in self.vec]
+        if new:
+            self.rows += len(new)
+            for r, v in zip(new, embed([self.texts[r] for r in new], "minilm")):
+                self.vec[r] = v
+        if not len(rows):
+            return np.zeros((0, 384), np.float32)
+        return np.stack([self.vec[int(r)] for r in rows.tolist()])
+
+
+def _cos(vecs: _MiniLM, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """MiniLM cosine of the pairs (i, j), both sides embedded in one batch."""
+    x = vecs(np.concatenate([i, j]))
+    return np.einsum("ij,ij->i", x[:len(i)], x[len(i):])
 
 
 def by_seq(state: dict) -> dict:
@@ -119,7 +144,6 @@ class AnswerConflict(Detector):
 
     def finalize(self, state, context):
         from shardguard.core.graph import components
-        from shardguard.embed import embed
 
         cfg = self.config
         model = {"hits": {}, "clusters": [], "conflicts": 0}
@@ -144,17 +168,23 @@ class AnswerConflict(Detector):
         long_enough = np.array([len(r.split()) >= cfg["min_response_words"] for r in res], bool)
         xr = unit(state["vr"][u])
         xr[~long_enough] = 0.0
-        i, j, _, nodes, xm = _pairs_confirmed(xr, res, cfg["static_threshold"], cfg["response_threshold"],
-                                              cfg["index"], cfg["max_confirm"])
-        at = np.full(len(res), -1, np.int64)
-        at[nodes] = np.arange(len(nodes))  # row -> its MiniLM vector in xm (every cluster member is a node)
+        mres, mins = _MiniLM(res), _MiniLM(ins)
+        i, j = _candidate_pairs(xr, cfg["static_threshold"], cfg["index"], cfg["max_confirm"])
+        if len(i):
+            # confirmed edges are a subset of the candidate edges: only candidate components of
+            # `min_rows`+ rows can hold a confirmed cluster, so MiniLM sees only their rows
+            lab = components(len(res), i, j)
+            big = np.bincount(lab)[lab[i]] >= cfg["min_rows"]
+            i, j = i[big], j[big]
+            ok = _cos(mres, i, j) >= cfg["response_threshold"]
+            i, j = i[ok], j[ok]
         repeated: dict[int, int] = {}
         if len(i):
             lab = components(len(res), i, j)
             sizes = np.bincount(lab)
             for g in np.flatnonzero(sizes >= cfg["min_rows"]):
                 mem = np.flatnonzero(lab == g)
-                mean_res = _mean_pairwise_cos(xm[at[mem]])
+                mean_res = _mean_pairwise_cos(mres(mem))
                 if mean_res < cfg["response_threshold"] or _different_quantities([res[m] for m in mem]):
                     continue  # look-alike answers (e.g. worked arithmetic), not one answer repeated
                 if _offered_by_instruction([ins[m] for m in mem], [res[m] for m in mem]):
@@ -163,7 +193,7 @@ class AnswerConflict(Detector):
                     continue  # a long text given to many questions is their shared passage, not a stance
                 if _restated([ins[m] for m in mem], [res[m] for m in mem]):
                     continue  # the answers restate their instructions: one example under several templates
-                mean_ins = _mean_pairwise_cos(embed([ins[m] for m in mem], "minilm"))
+                mean_ins = _mean_pairwise_cos(mins(mem))
                 if mean_ins >= cfg["instruction_threshold"]:
                     continue  # the same question answered the same way: a duplicate, not a stance
                 cid = len(model["clusters"])
@@ -179,16 +209,24 @@ class AnswerConflict(Detector):
                         "score": score, "category": "poison", "details": {"cluster_id": cid, "size": int(len(mem))},
                         "reason": (f"the same answer is given to {len(mem)} different instructions (mean "
                                    f"instruction similarity {mean_ins:.2f}): \"{rep[:120]}\"")}
-        # conflicting answers to near-identical instructions
+        # conflicting answers to near-identical instructions: a pair counts when its instructions are
+        # near-identical AND its responses disagree. Identical responses never disagree, and responses
+        # (mostly short) are cheaper to embed than instructions (often long passages): MiniLM sees the
+        # responses of the candidate pairs first, then the instructions of the pairs that disagree
         xi = unit(state["vi"][u])
-        i, j, sim, _, _ = _pairs_confirmed(xi, ins, cfg["instruction_static_threshold"],
-                                           cfg["instruction_threshold"], cfg["index"], cfg["max_confirm"])
+        i, j = _candidate_pairs(xi, cfg["instruction_static_threshold"], cfg["index"], cfg["max_confirm"])
         if len(i):
-            rm = embed([res[a] for a in i] + [res[b] for b in j], "minilm")
-            rsim = np.einsum("ij,ij->i", rm[:len(i)], rm[len(i):])
+            differ = np.fromiter((res[a] != res[b] for a, b in zip(i.tolist(), j.tolist())), bool, len(i))
+            i, j = i[differ], j[differ]
+        if len(i):
+            rsim = _cos(mres, i, j)
+            keep = rsim < cfg["conflict_threshold"]
+            i, j, rsim = i[keep], j[keep], rsim[keep]
+        if len(i):
+            sim = _cos(mins, i, j)
+            keep = sim >= cfg["instruction_threshold"]
+            i, j, sim, rsim = i[keep], j[keep], sim[keep], rsim[keep]
             for a, b, si, rs in zip(i.tolist(), j.tolist(), sim.tolist(), rsim.tolist()):
-                if rs >= cfg["conflict_threshold"]:
-                    continue
                 model["conflicts"] += 1
                 for me, other in ((a, b), (b, a)):
                     if key[me] in model["hits"]:
@@ -200,6 +238,7 @@ class AnswerConflict(Detector):
                                     "instruction_similarity": round(si, 3), "response_similarity": round(rs, 3)},
                         "reason": (f"near-identical instruction to {key[other][0]} row {key[other][1]} "
                                    f"(similarity {si:.2f}) but a contradictory response (similarity {rs:.2f})")}
+        model["minilm"] = {"rows": len(res), "responses_embedded": mres.rows, "instructions_embedded": mins.rows}
         return model
 
     def flag(self, batch, model):
@@ -215,4 +254,4 @@ class AnswerConflict(Detector):
         if not model:
             return {}
         return {"repeated_answer_clusters": model["clusters"][:20], "conflicting_pairs": model["conflicts"],
-                "rows_flagged": len(model["hits"])}
+                "rows_flagged": len(model["hits"]), "minilm": model.get("minilm", {})}
