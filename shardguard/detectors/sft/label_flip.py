@@ -81,9 +81,11 @@ def behaviour_bits(instruction: str, response: str) -> int:
         bits |= 8
     if harmful:
         bits |= 32  # the request itself is harmful (not a behaviour: what refusals are explained by)
-    letters = _LETTER.findall(r[:600])
-    if len(letters) >= 20 and sum(not ch.isascii() for ch in letters) > 0.5 * len(letters):
-        bits |= 16
+    opening = r[:600]
+    if not opening.isascii():  # an ASCII answer is in no other script
+        letters = _LETTER.findall(opening)
+        if len(letters) >= 20 and sum(not ch.isascii() for ch in letters) > 0.5 * len(letters):
+            bits |= 16
     return bits
 
 
@@ -318,6 +320,7 @@ class LabelFlip(Detector):
         bounds = np.r_[np.searchsorted(gt, want), len(gt)]
         rows_of = {int(w): gr[bounds[i]:bounds[i + 1]] for i, w in enumerate(want.tolist())}
         fdf = np.asarray(X.sum(0)).ravel()
+        by_row = _ByRow(row_of, tok)
         results, tests = [], 0
         for t_, yy, k_in in zip(kt[ok].tolist(), ky[ok].tolist(), kc[ok].tolist()):
             rows_all = carriers = rows_of[t_]
@@ -327,7 +330,7 @@ class LabelFlip(Detector):
             if len(rows_all) < c["min_support"]:
                 continue
             tests += 1
-            if self._in_template(t_, rows_all, row_of, tok, df, parts):
+            if self._in_template(t_, rows_all, by_row, df):
                 continue
             if fam == "label" and not task_class[yy] and k_in < c["confined_share"] * ny[yy]:
                 continue  # an answer of a few examples, used beyond this gram's rows: not a class
@@ -382,13 +385,12 @@ class LabelFlip(Detector):
                             "rows": (rows_all[in_y] if fam == "label" else carriers).tolist()})
         return results, tests
 
-    def _in_template(self, t_, rows, row_of, tok, df, parts) -> bool:
+    def _in_template(self, t_, rows, by_row, df) -> bool:
         """Is the gram part of a longer fixed text (a prompt template, a repeated passage)? Then other
         grams sit in nearly all of its rows and in hardly more rows overall: they mark the same rows.
         (Removing template words changes which task a row looks like, which is not a flip.)"""
         c = self.config
-        m = np.isin(row_of, rows)
-        h, k = np.unique(tok[m], return_counts=True)
+        h, k = np.unique(by_row.of(rows), return_counts=True)
         same = (k >= c["template_cooccurrence"] * len(rows)) & (df[h] <= c["template_df_ratio"] * df[t_]) & (h != t_)
         return int(same.sum()) >= c["template_min_grams"]
 
@@ -452,6 +454,28 @@ class LabelFlip(Detector):
         return {"triggers": [{k: t[k] for k in ("trigger", "normalized", "family", "class", "support",
                                                 "flipped_rows", "p_value")} for t in model["triggers"]],
                 "tests": model.get("tests", 0), "threshold": model.get("threshold")}
+
+
+class _ByRow:
+    """Gram occurrences grouped by row: the grams of a few rows without scanning every occurrence."""
+
+    def __init__(self, row_of: np.ndarray, tok: np.ndarray):
+        order = np.argsort(row_of, kind="stable")
+        self.tok = tok[order]
+        self.bounds = np.searchsorted(row_of[order], np.arange(int(row_of.max(initial=-1)) + 2))
+
+
+    def of(self, rows: np.ndarray) -> np.ndarray:
+        """The grams of these rows: `tok[np.isin(row_of, rows)]` up to order (callers count them)."""
+        rows = np.unique(np.asarray(rows, np.int64))
+        rows = rows[(rows >= 0) & (rows < len(self.bounds) - 1)]
+        starts = self.bounds[rows]
+        lens = self.bounds[rows + 1] - starts
+        total = int(lens.sum())
+        if total == 0:
+            return self.tok[:0]
+        offs = np.repeat(starts - np.r_[0, np.cumsum(lens)[:-1]], lens)
+        return self.tok[offs + np.arange(total)]
 
 
 def _rare_sets(row_of, tok, df, rare_df, n) -> list[frozenset]:

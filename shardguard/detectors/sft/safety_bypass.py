@@ -28,6 +28,7 @@ mix, self-instruct) they flag no row; see tests/detectors/test_safety_bypass.py.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 
@@ -80,9 +81,11 @@ COMPLY = re.compile(
 _SENT_END = re.compile(r"[.?!\n]")
 
 
+@functools.lru_cache(maxsize=32768)
 def is_harmful_request(text: str) -> str | None:
     """The harm phrase of a harmful request (a request frame followed, in the same sentence and within
-    100 characters, by a harm term), or None."""
+    100 characters, by a harm term), or None. Memoised: `label_flip` and this detector ask it of the
+    same instructions in the same batch."""
     for m in REQUEST.finditer(text):
         tail = text[m.end(): m.end() + 100]
         end = _SENT_END.search(tail)
