@@ -13,6 +13,13 @@ Two signals, both found by embedding (static fast path for candidates, MiniLM to
 * **conflicting answers** (`quality`, or `poison` when one side is a repeated answer): near-identical
   instructions (MiniLM cosine >= `instruction_threshold`) whose responses disagree (MiniLM cosine
   < `conflict_threshold`). Both rows are named; which one is right is for a reviewer.
+
+MiniLM (≈ 12-25 texts/s on two cores) sees only texts whose vectors can change a result, each row
+once, in batches, cached by content hash across scans (`shardguard.embed`): the responses of candidate
+components of `min_rows`+ rows (a confirmed cluster lies inside one); for conflicts, the responses of
+candidate pairs whose responses differ (identical ones never disagree), then the instructions of only
+those pairs whose responses disagree. `max_confirm` bounds the candidate rows per signal.
+`discoveries()["minilm"]` says how many responses and instructions it embedded.
 """
 
 from __future__ import annotations
