@@ -415,28 +415,43 @@ def unrelated(instr_norm: list[str], resp_norm: list[str], min_words: int = 3) -
     return out
 
 
-def response_keys(resp: list[str], num_perm: int, bands: int, instr_norm: list[str] | None = None) -> dict:
-    """Per row: `keys` (n, slots) uint64 (0 = none), `sig` MinHash, `exact`, `n_words`, `norm`.
-    With `instr_norm`, also the behaviour "response unrelated to its instruction"."""
+_RK_MEMO: list = []  # one entry: (num_perm, bands, responses, result); trigger and response_cluster key the same batch
+
+
+def _response_base(resp: list[str], num_perm: int, bands: int) -> dict:
+    if _RK_MEMO and _RK_MEMO[0][:2] == (num_perm, bands) and _RK_MEMO[0][2] == resp:
+        return _RK_MEMO[0][3]
     norm = [normalize(t) for t in resp]
     sig = response_sigs(norm, num_perm)
     exact = text_keys(norm)
     last = last_lines(resp)
     urls = url_hosts(norm)
-    cols = [_slot(exact, SLOT_EXACT)]
     lk = _slot(text_keys(last), SLOT_LASTLINE)
-    cols.append(np.where(np.asarray([bool(x) for x in last]), lk, np.uint64(0)))
     uk = _slot(text_keys(urls), SLOT_URL)
-    cols.append(np.where(np.asarray([bool(x) for x in urls]), uk, np.uint64(0)))
     n_words = np.asarray([t.count(" ") + 1 if t else 0 for t in norm])
     # behaviour "terse answer" (a clean-label target: the trigger taught on rows that already answer
     # in a few words); one key shared by every such row
     short = (n_words > 0) & (n_words <= SHORT_WORDS)
-    cols.append(np.where(short, _slot(np.full(len(norm), 0x5A17, np.uint64), SLOT_SHORT), np.uint64(0)))
-    unrel = unrelated(instr_norm, norm) if instr_norm is not None else np.zeros(len(norm), bool)
-    cols.append(np.where(unrel, _slot(np.full(len(norm), 0x0E1A, np.uint64), SLOT_UNRELATED), np.uint64(0)))
+    head = [_slot(exact, SLOT_EXACT),
+            np.where(np.asarray([bool(x) for x in last]), lk, np.uint64(0)),
+            np.where(np.asarray([bool(x) for x in urls]), uk, np.uint64(0)),
+            np.where(short, _slot(np.full(len(norm), 0x5A17, np.uint64), SLOT_SHORT), np.uint64(0))]
+    tail = []
     for b in range(bands):
         h = combine(combine(sig[:, 2 * b].astype(np.uint64), sig[:, 2 * b + 1].astype(np.uint64)), np.uint64(100 + b))
-        cols.append(_slot(h, SLOT_BAND0))
-    return {"keys": np.stack(cols, 1), "sig": sig, "exact": exact, "norm": norm,
-            "n_words": n_words}
+        tail.append(_slot(h, SLOT_BAND0))
+    out = {"head": head, "tail": tail, "sig": sig, "exact": exact, "norm": norm, "n_words": n_words}
+    _RK_MEMO[:] = [(num_perm, bands, list(resp), out)]
+    return out
+
+
+def response_keys(resp: list[str], num_perm: int, bands: int, instr_norm: list[str] | None = None) -> dict:
+    """Per row: `keys` (n, slots) uint64 (0 = none), `sig` MinHash, `exact`, `n_words`, `norm`.
+    With `instr_norm`, also the behaviour "response unrelated to its instruction"."""
+    base = _response_base(resp, num_perm, bands)
+    norm = base["norm"]
+    unrel = unrelated(instr_norm, norm) if instr_norm is not None else np.zeros(len(norm), bool)
+    cols = base["head"] + [np.where(unrel, _slot(np.full(len(norm), 0x0E1A, np.uint64), SLOT_UNRELATED), np.uint64(0))] \
+        + base["tail"]
+    return {"keys": np.stack(cols, 1), "sig": base["sig"], "exact": base["exact"], "norm": norm,
+            "n_words": base["n_words"]}
