@@ -50,14 +50,13 @@ def last_user_turn(prompt: str) -> str:
     return _TAIL.sub("", turn)
 
 
-def _dense(prompts: list[str], texts: list[str]) -> np.ndarray:
+def _dense(harmful: list[bool], texts: list[str]) -> np.ndarray:
     out = np.zeros((len(texts), _DENSE), np.float32)
-    for i, (p, t) in enumerate(zip(prompts, texts)):
+    for i, (h, t) in enumerate(zip(harmful, texts)):
         t = _norm_quotes(t or "")
-        harmful = bool(HARMFUL.search(last_user_turn(p or "")))
         ref = bool(REFUSAL.search(t))
         nw = len(t.split())
-        out[i] = (np.log1p(nw) / 5.0, ref, ref and harmful, nw < 3)
+        out[i] = (np.log1p(nw) / 5.0, ref, ref and h, nw < 3)
     return out
 
 
@@ -65,8 +64,9 @@ def pair_diffs(prompts: list[str], chosen: list[str], rejected: list[str]) -> sp
     """(n, N_FEATURES + 4) float32 CSR: features(prompt, chosen) - features(prompt, rejected)."""
     ch = [c or "" for c in chosen]
     rj = [r or "" for r in rejected]
-    a = sp.hstack([_HV.transform(ch), sp.csr_matrix(_dense(prompts, ch))], format="csr")
-    b = sp.hstack([_HV.transform(rj), sp.csr_matrix(_dense(prompts, rj))], format="csr")
+    harmful = [bool(HARMFUL.search(last_user_turn(p or ""))) for p in prompts]  # once per pair, not per side
+    a = sp.hstack([_HV.transform(ch), sp.csr_matrix(_dense(harmful, ch))], format="csr")
+    b = sp.hstack([_HV.transform(rj), sp.csr_matrix(_dense(harmful, rj))], format="csr")
     d = (a - b).astype(np.float32).tocsr()
     d.eliminate_zeros()
     return d
