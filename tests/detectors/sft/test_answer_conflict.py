@@ -38,6 +38,11 @@ def test_topic_stance_found_and_conflict_pair_flagged(tmp_path, gsm8k_rows):
     assert flags.filter(pl.col("category") == "poison")["score"].min() >= 0.8
     clusters = summary["discoveries"]["answer_conflict"]["repeated_answer_clusters"]
     assert len(clusters) == 1 and clusters[0]["size"] == 6
+    # MiniLM saw the candidates only: the cluster's and the conflict pair's rows, not the dataset
+    seen = summary["discoveries"]["answer_conflict"]["minilm"]
+    assert seen["rows"] == 301
+    assert seen["responses_embedded"] >= 6 + 2 and seen["instructions_embedded"] >= 2
+    assert seen["responses_embedded"] + seen["instructions_embedded"] < 301 / 3
 
 
 def test_clean_sft_not_flagged(tmp_path, gsm8k_rows):
