@@ -280,7 +280,10 @@ class LabelFlip(Detector):
         prior = np.log(ny + a)
         prior_m = np.log(np.maximum(ny - 1 + a, 1e-9))
         S = np.asarray(X @ (P - Q)) + (Q.sum(0) - V * D + prior)[None, :]
-        own = (np.asarray(X.multiply((Pm - Qm)[:, y].T).sum(1)).ravel()
+        # sum over a row's features of (Pm - Qm)[f, y_row], over the nonzeros only (the dense
+        # (features x rows) matrix of `X.multiply((Pm - Qm)[:, y].T)` is gigabytes at 20k rows)
+        xc = X.tocoo()
+        own = (np.bincount(xc.row, weights=xc.data * (Pm - Qm)[xc.col, y[xc.row]], minlength=n)
                + (Qm.sum(0) - V * Dm + prior_m)[y])
         S[np.arange(n), y] = own
         temp = _temperature(S, y)
