@@ -1,7 +1,8 @@
 """The `shardguard` command. Verbs load lazily so `shardguard scan` does not import torch or Beam.
 
 Exit codes (../CONTRACT): 0 the command completed (whatever a scan found); 2 usage error;
-3 `--fail-on` named a category that was flagged; 1 the scan itself failed.
+3 `--fail-on` named a category that was flagged (`verify`: the data changed since the scan); 1 the scan
+itself failed.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ LAZY = {
     "history": "shardguard.cli.service:history_cmd",
     "review": "shardguard.cli.service:review_cmd",
     "ui": "shardguard.cli.ui:ui_cmd",
+    "verify": "shardguard.cli.verify:verify_cmd",
 }
 
 

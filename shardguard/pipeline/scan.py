@@ -23,6 +23,7 @@ import pyarrow as pa
 from shardguard import detectors
 from shardguard.pipeline import stages
 from shardguard.pipeline.config import ScanConfig
+from shardguard.pipeline.manifest import MANIFEST, write_manifest
 
 # run_stage(name, fn, *args) -> fn(*args); the flows layer passes one that makes each stage a task run
 StageRunner = Callable[..., Any]
@@ -46,7 +47,7 @@ class ScanResult:
 
 def write(out: str, staging: Path, ingested: stages.Ingested, decided: dict, findings: pa.Table, summary: dict,
           cfg: ScanConfig) -> tuple[dict, pa.Table]:
-    """clean/, quarantine/, flags.parquet, report.html, summary.json, moved into `out` atomically."""
+    """clean/, quarantine/, flags.parquet, manifest.parquet, report.html, summary.json, moved into `out` atomically."""
     redactor = None
     if cfg.redact:
         from shardguard.detectors.memorization.pii import make_redactor
@@ -60,6 +61,7 @@ def write(out: str, staging: Path, ingested: stages.Ingested, decided: dict, fin
     from shardguard.report.sections import detector_sections
 
     html = scan_report(summary, flags, detector_sections(summary.get("discoveries", {})))
+    write_manifest(Path(out) / MANIFEST, ingested.records_path, ingested.shards)
     stages.publish(Path(out), staging, flags, summary, html)
     return summary, flags
 
