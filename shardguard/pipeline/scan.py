@@ -60,7 +60,8 @@ def write(out: str, staging: Path, ingested: stages.Ingested, decided: dict, fin
     from shardguard.report.html import scan_report
     from shardguard.report.sections import detector_sections
 
-    html = scan_report(summary, flags, detector_sections(summary.get("discoveries", {})))
+    html = scan_report(summary, flags, detector_sections(summary.get("discoveries", {})),
+                       records_path=ingested.records_path, redactor=redactor)
     write_manifest(Path(out) / MANIFEST, ingested.records_path, ingested.shards)
     stages.publish(Path(out), staging, flags, summary, html)
     return summary, flags

@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterable
 
 import pyarrow as pa
 
+from shardguard.core.schema import FIELDS
+from shardguard.report.evidence import marks_for, segments, verdict_why
+
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{margin-top:1.6em;border-bottom:1px solid #ddd;padding-bottom:.2em}
@@ -20,6 +23,12 @@ th{background:#f4f4f4}.num{text-align:right;font-variant-numeric:tabular-nums}
 .clean{color:#176f2c;font-weight:600}.review{color:#a15c00;font-weight:600}.poisoned{color:#b00020;font-weight:700}
 .ok{color:#176f2c}.bad{color:#b00020}code,pre{background:#f6f6f6;padding:1px 4px;border-radius:3px;white-space:pre-wrap;word-break:break-word}
 .small{color:#666;font-size:12px}.kpi{display:inline-block;margin:0 1.4em .6em 0}.kpi b{font-size:1.5em;display:block}
+h3{font-size:1.1em;margin:1.2em 0 .3em}.card{border:1px solid #ddd;border-radius:4px;margin:.5em 0;padding:.4em .7em}
+.card .fld{margin:.2em 0}.card .fld b{display:inline-block;min-width:6.5em;color:#555;font-weight:600}
+.card pre{margin:.1em 0;max-height:14em;overflow:auto}ul.why{margin:.2em 0;padding-left:1.2em}
+mark{padding:0 1px;border-radius:2px}mark.trigger{background:#ffd54f}mark.secret{background:#ef9a9a}
+mark.pii{background:#ce93d8}mark.evasion{background:#ffab91}mark.harm{background:#ff8a80}mark.term{background:#b3e5fc}
+details>summary{cursor:pointer;color:#1565c0}
 """
 
 e = html.escape
@@ -91,10 +100,13 @@ def page(title: str, body: str) -> str:
 
 
 def _category_plot(summary: dict) -> str:
-    cats = {k: v for k, v in summary["rows_by_category"].items()}
-    fig, ax = plt_figure(6, 2.6)
+    cats = {k: v for k, v in summary["rows_by_category"].items() if v}
+    if not cats:
+        return ""
+    fig, ax = plt_figure(6, 0.5 + 0.35 * len(cats))
     names = list(cats)
-    ax.barh(names, [cats[n] for n in names], color=["#b00020", "#888", "#a15c00", "#6a1b9a", "#1565c0", "#555"][: len(names)])
+    colours = {"poison": "#b00020", "duplicate": "#888", "pii": "#6a1b9a", "secret": "#a15c00", "quality": "#1565c0"}
+    ax.barh(names, [cats[n] for n in names], color=[colours.get(n, "#555") for n in names])
     ax.set_xlabel("rows")
     ax.set_title("Rows flagged per category")
     for i, n in enumerate(names):
@@ -102,13 +114,165 @@ def _category_plot(summary: dict) -> str:
     return png(fig)
 
 
+def _score_plot(flags: pa.Table) -> str:
+    """One histogram of finding scores per detector (malformed rows, always 1.0, left out)."""
+    if not flags.num_rows:
+        return ""
+    d = flags.select(["detector", "score"]).to_pydict()
+    by: dict[str, list[float]] = {}
+    for det, sc in zip(d["detector"], d["score"]):
+        if det != "ingest" and sc is not None:
+            by.setdefault(det, []).append(float(sc))
+    if not by:
+        return ""
+    names = sorted(by)[:12]
+    cols = min(4, len(names))
+    nrows = (len(names) + cols - 1) // cols
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 1.9 * nrows), squeeze=False)
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    for ax, n in zip(axes.flat, names):
+        ax.hist(by[n], bins=20, range=(0.0, max(1.0, max(by[n]))), color="#1565c0")
+        ax.set_title(f"{n} ({len(by[n])})", fontsize=9)
+        ax.tick_params(labelsize=7)
+    fig.suptitle("Finding scores per detector", fontsize=10)
+    fig.tight_layout()
+    return png(fig)
+
+
 def _verdict(v: str) -> str:
     return f'<span class="{e(v)}">{e(v)}</span>'
 
 
+def _details(s: str | None) -> dict:
+    try:
+        d = json.loads(s or "{}")
+    except ValueError:
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
+def read_records(records_path: str | None, keys: set[tuple[str, int]]) -> dict[tuple[str, int], dict]:
+    """(shard, row) -> {"kind", "fields"} for the wanted rows of a scan's Arrow records file."""
+    if not records_path or not keys:
+        return {}
+    import pyarrow.compute as pc
+    import pyarrow.ipc as ipc
+
+    shards = pa.array(sorted({s for s, _ in keys}), pa.string())
+    out: dict[tuple[str, int], dict] = {}
+    names = ["shard", "row", "kind", *dict.fromkeys(f for fs in FIELDS.values() for f in fs)]
+    with pa.memory_map(str(records_path), "r") as src:
+        reader = ipc.open_file(src)
+        for i in range(reader.num_record_batches):
+            b = reader.get_batch(i)
+            b = b.filter(pc.is_in(b.column("shard"), value_set=shards))
+            if not b.num_rows:
+                continue
+            d = b.select(names).to_pydict()
+            for j, (s, r) in enumerate(zip(d["shard"], d["row"])):
+                if (s, r) in keys:
+                    k = d["kind"][j]
+                    out[(s, r)] = {"kind": k, "fields": {f: d[f][j] for f in FIELDS.get(k, ())}}
+    return out
+
+
+def excerpt(text: str | None, marks: list, width: int = 700) -> str:
+    """A field's text as escaped HTML, cut to about `width` characters around its first highlight,
+    highlights as <mark> (secrets and PII shown by their mask)."""
+    text = text or ""
+    lo, hi = 0, len(text)
+    if len(text) > width:
+        first = min((m.start for m in marks), default=0)
+        lo = max(0, min(first - width // 3, len(text) - width))
+        hi = lo + width
+    kept = [m for m in marks if lo <= m.start and m.end <= hi]
+    for m in kept:
+        m.start, m.end = m.start - lo, m.end - lo
+    out = ["…" if lo else ""]
+    for seg in segments(text[lo:hi], kept):
+        m = seg["mark"]
+        out.append(e(seg["text"]) if m is None else f'<mark class="{e(m.cls)}" title="{e(m.title)}">{e(seg["text"])}</mark>')
+    out.append("…" if hi < len(text) else "")
+    return "".join(out)
+
+
+def _record_card(f: dict, rec: dict | None, rec_findings: list[dict], redactor=None) -> str:
+    head = (f"<div class='card'><div><b>{esc(f['shard'], 200)}</b> row {esc(f['row'])} · {esc(f['category'])} · "
+            f"score {f['score']:.2f} · {esc(f['reason'], 300)}</div>")
+    if rec is None:
+        return head + "<p class='small'>(record text not available)</p></div>"
+    fields = rec["fields"]
+    if redactor is not None:  # a --redact scan: the page shows what clean/ holds, placeholders and all
+        fields = json.loads(redactor(json.dumps(fields, ensure_ascii=False), rec["kind"], FIELDS[rec["kind"]]))
+        rec_findings = [x for x in rec_findings if x["detector"] not in ("pii", "secrets")]
+    marks = marks_for(rec["kind"], fields, rec_findings) if rec["kind"] in FIELDS else {}
+    body = []
+    for name, text in fields.items():
+        if not text:
+            continue
+        if name == "url":
+            body.append(f"<div class='fld'><b>url</b> <code>{esc(text, 300)}</code></div>")
+        else:
+            body.append(f"<div class='fld'><b>{e(name)}</b><pre>{excerpt(text, marks.get(name, []))}</pre></div>")
+    return head + "".join(body) + "</div>"
+
+
+def top_findings(flags: pa.Table, records_path: str | None, per_detector: int = 5, redactor=None) -> str:
+    """The highest-scoring findings of each detector, with the record they are about."""
+    if not flags.num_rows:
+        return ""
+    d = flags.select(["shard", "row", "detector", "category", "score", "reason", "details"]).to_pylist()
+    by_det: dict[str, list[dict]] = {}
+    for f in d:
+        if f["detector"] != "ingest":
+            by_det.setdefault(f["detector"], []).append(f)
+    chosen: dict[str, list[dict]] = {}
+    for det, fs in sorted(by_det.items()):
+        seen: set[tuple[str, int]] = set()
+        pick = []
+        for f in sorted(fs, key=lambda f: (-f["score"], f["shard"], f["row"])):
+            if (f["shard"], f["row"]) not in seen:
+                seen.add((f["shard"], f["row"]))
+                pick.append(f)
+            if len(pick) >= per_detector:
+                break
+        chosen[det] = pick
+    keys = {(f["shard"], f["row"]) for fs in chosen.values() for f in fs}
+    recs = read_records(records_path, keys)
+    of_record: dict[tuple[str, int], list[dict]] = {}
+    for f in d:  # every finding of a shown record, so secrets and PII are masked whoever found the record
+        if (f["shard"], f["row"]) in keys:
+            of_record.setdefault((f["shard"], f["row"]), []).append({"detector": f["detector"],
+                                                                     "details": _details(f["details"])})
+    out = ["<p class='small'>The highest-scoring findings of each detector with their record; highlighted: "
+           "<mark class='trigger'>trigger</mark> <mark class='secret'>secret (masked)</mark> "
+           "<mark class='pii'>PII (masked)</mark> <mark class='evasion'>evasion advice</mark> "
+           "<mark class='term'>campaign term</mark>.</p>"]
+    for det, fs in chosen.items():
+        out.append(f"<h3>{e(det)} <span class='small'>({len(by_det[det])} finding{'s' if len(by_det[det]) != 1 else ''})</span></h3>")
+        out.extend(_record_card(f, recs.get((f["shard"], f["row"])), of_record.get((f["shard"], f["row"]), []),
+                                redactor) for f in fs)
+    return "".join(out)
+
+
+def _why(x: dict, policy: dict) -> str:
+    return "<ul class='why'>" + "".join(f"<li>{esc(w, 400)}</li>" for w in verdict_why(x, policy)) + "</ul>"
+
+
 def scan_report(summary: dict, flags: pa.Table, sections: list[tuple[str, str]] | None = None,
-                max_findings: int = 500) -> str:
+                max_findings: int = 500, records_path: str | None = None, per_detector: int = 5,
+                redactor: Callable[[str, str, tuple], str] | None = None) -> str:
+    """The scan's report page. `records_path` (the scan's Arrow records file) adds each detector's top
+    findings with their record text (secrets and PII shown masked; with `redactor`, a `--redact` scan's,
+    the text as clean/ holds it); without it the page has the tables only."""
     s = summary
+    pol = s.get("policy") or {}
     acc = "ok" if s["accounting_ok"] else "bad"
     body = [f"<h1>shardguard scan report</h1><p class='small'>inputs: {esc(', '.join(s.get('inputs', [])), 600)} · "
             f"engine {esc(s.get('engine'))} · {esc(s.get('seconds'))} s · shardguard {esc(s.get('shardguard_version'))}</p>"]
@@ -118,6 +282,19 @@ def scan_report(summary: dict, flags: pa.Table, sections: list[tuple[str, str]] 
     body.append(f"<p class='{acc}'>Row accounting: kept {s['rows_kept']} + held back {s['rows_held_back']} + malformed "
                 f"{s['rows_malformed']} = {s['rows_kept'] + s['rows_held_back'] + s['rows_malformed']} "
                 f"(rows read: {s['rows_total']}) — {'adds up' if s['accounting_ok'] else 'DOES NOT ADD UP'}.</p>")
+    vs = s.get("verdicts") or {}
+    body.append("<h2>Verdicts</h2><p>" + ", ".join(f"{_verdict(v)} {esc(n)}" for v, n in vs.items()) + " shard(s).</p>")
+    flagged = [x for x in s["shards"] if x["verdict"] != "clean"]
+    if flagged:
+        order = {"poisoned": 0, "review": 1}
+        body.append("<p>Why each shard needs attention:</p>" + table(
+            ["shard", "verdict", "why", "held back", "findings"],
+            ([x["shard"], x["verdict"], x, x["held_back"],
+              ", ".join(f"{k} {v}" for k, v in sorted(x["findings"].items()))]
+             for x in sorted(flagged, key=lambda x: (order.get(x["verdict"], 2), x["shard"]))),
+            num_cols={3}, cell=lambda i, v: _verdict(v) if i == 1 else _why(v, pol) if i == 2 else esc(v, 300)))
+    else:
+        body.append("<p>Every shard is clean: no finding reached the policy's review or poison rules.</p>")
     body.append("<h2>Shards</h2>")
     body.append(table(
         ["shard", "kind", "rows", "malformed", "flagged", "held back", "kept", "verdict", "findings"],
@@ -130,18 +307,24 @@ def scan_report(summary: dict, flags: pa.Table, sections: list[tuple[str, str]] 
     body.append("<h2>What was found</h2>" + _category_plot(s))
     body.append(table(["detector", "findings by category"],
                       ([d, ", ".join(f"{c}: {n}" for c, n in cs.items())] for d, cs in s["findings_by_detector"].items())))
+    body.append(_score_plot(flags))
+    top = top_findings(flags, records_path, per_detector, redactor)
+    if top:
+        body.append("<h2>Top findings per detector</h2>" + top)
     for title, content in sections or []:
         body.append(f"<h2>{e(title)}</h2>{content}")
     disc = {k: v for k, v in s.get("discoveries", {}).items() if v}
     if disc:
-        body.append("<h2>Discoveries</h2><pre>" + esc(json.dumps(disc, indent=1, ensure_ascii=False, default=str), 20000) + "</pre>")
+        body.append("<details><summary>Discoveries as raw JSON (also in summary.json)</summary><pre>"
+                    + esc(json.dumps(disc, indent=1, ensure_ascii=False, default=str), 20000) + "</pre></details>")
     n = flags.num_rows
-    body.append(f"<h2>Findings</h2><p class='small'>{n} findings; the first {min(n, max_findings)} by score are shown. "
-                f"All are in flags.parquet.</p>")
+    body.append(f"<h2>All findings</h2><p class='small'>{n} findings; the first {min(n, max_findings)} by score are "
+                f"listed. All are in flags.parquet.</p>")
     if n:
-        top = flags.sort_by([("score", "descending"), ("shard", "ascending"), ("row", "ascending")]).slice(0, max_findings)
-        d = top.select(["shard", "row", "detector", "category", "score", "reason"]).to_pydict()
-        body.append(table(["shard", "row", "detector", "category", "score", "reason"],
-                          zip(d["shard"], d["row"], d["detector"], d["category"], [f"{x:.2f}" for x in d["score"]], d["reason"]),
-                          num_cols={1, 4}))
+        top_t = flags.sort_by([("score", "descending"), ("shard", "ascending"), ("row", "ascending")]).slice(0, max_findings)
+        d = top_t.select(["shard", "row", "detector", "category", "score", "reason"]).to_pydict()
+        body.append("<details><summary>the list</summary>" + table(
+            ["shard", "row", "detector", "category", "score", "reason"],
+            zip(d["shard"], d["row"], d["detector"], d["category"], [f"{x:.2f}" for x in d["score"]], d["reason"]),
+            num_cols={1, 4}) + "</details>")
     return page("shardguard scan report", "".join(body))
