@@ -59,6 +59,21 @@ def plt_figure(w=6.0, h=3.0):
     return plt.subplots(figsize=(w, h))
 
 
+def bar_plot(labels: list, values: list, title: str, xlabel: str, limit: int = 25) -> str:
+    """A horizontal bar chart (largest first, at most `limit` bars) as an <img>; "" when there is
+    nothing to compare (fewer than two bars)."""
+    pairs = sorted(zip(values, map(str, labels)), key=lambda p: -p[0])[:limit]
+    if len(pairs) < 2:
+        return ""
+    fig, ax = plt_figure(6, 0.5 + 0.26 * len(pairs))
+    ax.barh([(lab if len(lab) <= 40 else lab[:39] + "…") for _, lab in pairs][::-1],
+            [v for v, _ in pairs][::-1], color="#1565c0")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.tick_params(labelsize=7)
+    return png(fig)
+
+
 def table(headers: list[str], rows: Iterable[Iterable], num_cols: set[int] | None = None,
           cell: Callable[[int, object], str] | None = None) -> str:
     num_cols = num_cols or set()

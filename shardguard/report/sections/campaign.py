@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shardguard.report.html import esc, plt_figure, png
+from shardguard.report.html import bar_plot, esc, plt_figure, png
 
 
 def render(disc: dict) -> str | None:
@@ -26,6 +26,8 @@ def render(disc: dict) -> str | None:
         parts.append("<table><tr><th>cluster</th><th>found by</th><th>documents</th><th>URLs</th>"
                      "<th>domains</th><th>shared words</th><th>representative text</th></tr>"
                      + "".join(rows) + "</table>")
+        parts.append(bar_plot([f"{c['cluster_id']} ({c['distinct_domains']} domains)" for c in clusters],
+                              [c["size"] for c in clusters], "Documents per campaign cluster", "documents"))
         pts = [(c["cluster_id"], np.asarray(c["xy"])) for c in clusters if c.get("xy")]
         if pts:
             fig, ax = plt_figure(5.5, 3.6)

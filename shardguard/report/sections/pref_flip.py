@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shardguard.report.html import esc
+from shardguard.report.html import bar_plot, esc
 
 
 def render(disc: dict) -> str | None:
@@ -24,4 +24,6 @@ def render(disc: dict) -> str | None:
                    f"<td>{esc(t['flip_rate'])}</td><td>{esc(t['background_flip_rate'])}</td><td>{esc(t['z'])}</td></tr>"
                    for t in disc["triggers"])
     return (head + "<table><tr><th>trigger</th><th>pairs</th><th>judged flipped</th><th>elsewhere</th>"
-            "<th>z</th></tr>" + rows + "</table>")
+            "<th>z</th></tr>" + rows + "</table>"
+            + bar_plot([t["trigger"] for t in disc["triggers"]], [t["support"] for t in disc["triggers"]],
+                       "Pairs carrying each trigger", "pairs"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shardguard.report.html import esc
+from shardguard.report.html import bar_plot, esc
 
 
 def render(disc: dict) -> str | None:
@@ -12,4 +12,5 @@ def render(disc: dict) -> str | None:
     rows = "".join(f"<tr><td>{esc(g['group'])}</td><td>{esc(g['size'])}</td><td>{esc(g['trigger'] or '')}</td>"
                    f"<td>{esc(g['example_response'], 200)}</td></tr>" for g in gs)
     return ("<p>Groups of (near-)identical responses given to unrelated instructions.</p><table><tr>"
-            "<th>group</th><th>rows</th><th>trigger</th><th>response</th></tr>" + rows + "</table>")
+            "<th>group</th><th>rows</th><th>trigger</th><th>response</th></tr>" + rows + "</table>"
+            + bar_plot([g["group"] for g in gs], [g["size"] for g in gs], "Rows per response group", "rows"))

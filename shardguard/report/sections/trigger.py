@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shardguard.report.html import esc
+from shardguard.report.html import bar_plot, esc
 
 
 def render(disc: dict) -> str | None:
@@ -26,4 +26,5 @@ def render(disc: dict) -> str | None:
         f"<td>{esc(t['target_rows'])}</td><td>{t['p_value']:.1e}</td><td>{esc(t['target_example'], 160)}</td></tr>"
         for t in trig)
     return (head + "<table><tr><th>trigger</th><th>kind</th><th>rows with it</th><th>target rows</th>"
-            "<th>p</th><th>target response</th></tr>" + rows + "</table>")
+            "<th>p</th><th>target response</th></tr>" + rows + "</table>"
+            + bar_plot([t["trigger"] for t in trig], [t["support"] for t in trig], "Rows carrying each trigger", "rows"))
