@@ -23,7 +23,6 @@ import pyarrow as pa
 from shardguard import detectors
 from shardguard.pipeline import stages
 from shardguard.pipeline.config import ScanConfig
-from shardguard.pipeline.manifest import MANIFEST, write_manifest
 
 # run_stage(name, fn, *args) -> fn(*args); the flows layer passes one that makes each stage a task run
 StageRunner = Callable[..., Any]
@@ -47,7 +46,7 @@ class ScanResult:
 
 def write(out: str, staging: Path, ingested: stages.Ingested, decided: dict, findings: pa.Table, summary: dict,
           cfg: ScanConfig) -> tuple[dict, pa.Table]:
-    """clean/, quarantine/, flags.parquet, manifest.parquet, report.html, summary.json, moved into `out` atomically."""
+    """clean/, quarantine/, flags.parquet, report.html, summary.json, moved into `out` atomically."""
     redactor = None
     if cfg.redact:
         from shardguard.detectors.memorization.pii import make_redactor
@@ -57,12 +56,13 @@ def write(out: str, staging: Path, ingested: stages.Ingested, decided: dict, fin
     for e in summary["shards"]:
         e["outputs"] = files.get(e["shard"], {})
     flags = stages.sort_findings(pa.concat_tables([findings, stages.malformed_findings(ingested.malformed)]))
+    from shardguard.pipeline.manifest import MANIFEST, write_manifest
     from shardguard.report.html import scan_report
     from shardguard.report.sections import detector_sections
 
     html = scan_report(summary, flags, detector_sections(summary.get("discoveries", {})),
                        records_path=ingested.records_path, redactor=redactor)
-    write_manifest(Path(out) / MANIFEST, ingested.records_path, ingested.shards)
+    write_manifest(Path(out) / MANIFEST, ingested.records_path, ingested.shards)  # for `shardguard verify`
     stages.publish(Path(out), staging, flags, summary, html)
     return summary, flags
 

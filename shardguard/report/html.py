@@ -115,13 +115,10 @@ def page(title: str, body: str) -> str:
 
 
 def _category_plot(summary: dict) -> str:
-    cats = {k: v for k, v in summary["rows_by_category"].items() if v}
-    if not cats:
-        return ""
-    fig, ax = plt_figure(6, 0.5 + 0.35 * len(cats))
+    cats = {k: v for k, v in summary["rows_by_category"].items()}
+    fig, ax = plt_figure(6, 2.6)
     names = list(cats)
-    colours = {"poison": "#b00020", "duplicate": "#888", "pii": "#6a1b9a", "secret": "#a15c00", "quality": "#1565c0"}
-    ax.barh(names, [cats[n] for n in names], color=[colours.get(n, "#555") for n in names])
+    ax.barh(names, [cats[n] for n in names], color=["#b00020", "#888", "#a15c00", "#6a1b9a", "#1565c0", "#555"][: len(names)])
     ax.set_xlabel("rows")
     ax.set_title("Rows flagged per category")
     for i, n in enumerate(names):
@@ -129,35 +126,30 @@ def _category_plot(summary: dict) -> str:
     return png(fig)
 
 
-def _score_plot(flags: pa.Table) -> str:
-    """One histogram of finding scores per detector (malformed rows, always 1.0, left out)."""
+def _score_plot(flags: pa.Table, bins: int = 10) -> str:
+    """Finding scores per detector as small histograms in plain HTML (no plotting library per scan):
+    one row per detector, ten bins from 0 to 1, bar heights relative to the detector's fullest bin."""
     if not flags.num_rows:
         return ""
     d = flags.select(["detector", "score"]).to_pydict()
-    by: dict[str, list[float]] = {}
+    by: dict[str, list[int]] = {}
     for det, sc in zip(d["detector"], d["score"]):
-        if det != "ingest" and sc is not None:
-            by.setdefault(det, []).append(float(sc))
+        if det != "ingest" and sc is not None:  # malformed rows: always 1.0
+            h = by.setdefault(det, [0] * bins)
+            h[min(bins - 1, max(0, int(float(sc) * bins)))] += 1
     if not by:
         return ""
-    names = sorted(by)[:12]
-    cols = min(4, len(names))
-    nrows = (len(names) + cols - 1) // cols
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(nrows, cols, figsize=(2.6 * cols, 1.9 * nrows), squeeze=False)
-    for ax in axes.flat[len(names):]:
-        ax.axis("off")
-    for ax, n in zip(axes.flat, names):
-        ax.hist(by[n], bins=20, range=(0.0, max(1.0, max(by[n]))), color="#1565c0")
-        ax.set_title(f"{n} ({len(by[n])})", fontsize=9)
-        ax.tick_params(labelsize=7)
-    fig.suptitle("Finding scores per detector", fontsize=10)
-    fig.tight_layout()
-    return png(fig)
+    rows = []
+    for det, h in sorted(by.items()):
+        top = max(h) or 1
+        bars = "".join(f"<span title='{i / bins:.1f}–{(i + 1) / bins:.1f}: {n}' style='display:inline-block;"
+                       f"width:14px;margin-right:1px;vertical-align:bottom;background:#1565c0;"
+                       f"height:{max(1, round(28 * n / top)) if n else 0}px'></span>" for i, n in enumerate(h))
+        rows.append(f"<tr><td>{esc(det)}</td><td class='num'>{sum(h)}</td><td style='height:30px;"
+                    f"vertical-align:bottom'>{bars}</td><td class='small'>{esc(' '.join(map(str, h)))}</td></tr>")
+    return ("<p class='small'>Finding scores per detector, ten bins from 0 to 1 (counts per bin on the right):</p>"
+            "<table><tr><th>detector</th><th>findings</th><th>score 0 → 1</th><th>per bin</th></tr>"
+            + "".join(rows) + "</table>")
 
 
 def _verdict(v: str) -> str:
