@@ -50,13 +50,15 @@ def _rates(v: str | None) -> list[float] | None:
     default=None,
     help="Run as a Prefect flow (default: only when PREFECT_API_URL is set).",
 )
-def bench_cmd(out, quick, attacks, rates, datasets, only, limit, seed, use_prefect):
+@click.option("-q", "--quiet", is_flag=True, help="No progress or per-run lines on stderr (only the result table).")
+def bench_cmd(out, quick, attacks, rates, datasets, only, limit, seed, use_prefect, quiet):
     """Inject every attack at every rate into the bundled real data, scan, and score the detectors.
 
     Writes bench.json, bench.md and bench.html into --out and prints the table."""
     from shardguard import detectors
     from shardguard.eval.bench.render import terminal
     from shardguard.eval.bench.run import plan
+    from shardguard.eval.progress import Bars
     from shardguard.flows.bench import run_bench_flow
 
     try:  # names are checked before anything runs; errors while running are not usage errors
@@ -64,6 +66,7 @@ def bench_cmd(out, quick, attacks, rates, datasets, only, limit, seed, use_prefe
         detectors.build({}, _csv(only))
     except (KeyError, ValueError) as e:
         raise click.UsageError(str(e.args[0] if isinstance(e, KeyError) else e)) from e
+    bars = Bars.for_terminal(quiet)  # runs done, the current one, rate and ETA; on a terminal only
     bench = run_bench_flow(
         out,
         attacks=_csv(attacks),
@@ -74,7 +77,8 @@ def bench_cmd(out, quick, attacks, rates, datasets, only, limit, seed, use_prefe
         limit=limit,
         only=_csv(only),
         use_prefect=use_prefect,
-        echo=lambda s: click.echo(s, err=True),
+        echo=(lambda s: None) if quiet else bars.write,
+        bars=bars,
     )
     click.echo(terminal(bench))
     click.echo(f"\nwrote {out}/bench.json, bench.md, bench.html")

@@ -21,7 +21,8 @@ from shardguard.cli.poison import parse_params
 @click.option("--trigger", default=None, help="with --train-on: trigger to insert into held-out prompts for ASR")
 @click.option("--target", default=None, help="with --train-on: target response whose start counts as attack success")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="output folder")
-def compare_cmd(dataset, attack, rate, seed, quick, params, train_on, trigger, target, out):
+@click.option("-q", "--quiet", is_flag=True, help="no progress or step messages on stderr (only the result table)")
+def compare_cmd(dataset, attack, rate, seed, quick, params, train_on, trigger, target, out, quiet):
     """Train one tiny model per variant of DATASET — clean, poisoned (via `shardguard poison`), and cleaned
     (the poisoned rows minus what `shardguard scan` flagged poison) — with the same seed and budget, and
     report attack success rate, false-trigger rate and a clean metric. Writes OUT/compare.json,
@@ -29,20 +30,24 @@ def compare_cmd(dataset, attack, rate, seed, quick, params, train_on, trigger, t
 
     With --train-on A B, trains on your own two datasets instead and compares their metrics (ASR only
     when --trigger and --target are given)."""
+    from shardguard.eval.progress import Bars
     from shardguard.flows.compare import run_compare, run_train_on
+
+    bars = Bars.for_terminal(quiet)  # training steps, epoch and loss per variant, on a terminal only
 
     try:
         if train_on:
             if dataset:
                 raise click.UsageError("give either DATASET or --train-on A B, not both")
-            cj = run_train_on(train_on[0], train_on[1], out, seed=seed, quick=quick, trigger=trigger, target=target)
+            cj = run_train_on(train_on[0], train_on[1], out, seed=seed, quick=quick, trigger=trigger, target=target,
+                              bars=bars)
         else:
             if not dataset:
                 raise click.UsageError("DATASET is required (or --train-on A B)")
             if trigger or target:
                 raise click.UsageError("--trigger/--target go with --train-on; use --param trigger=... for an attack")
             cj = run_compare(dataset, out, attack=attack, rate=rate, seed=seed, quick=quick,
-                             params=parse_params(params), log=lambda m: click.echo(m, err=True))
+                             params=parse_params(params), log=None if quiet else bars.write, bars=bars)
     except (KeyError, ValueError) as e:
         raise click.UsageError(str(e).strip("'\"")) from e
     click.echo(f"{'variant':10s} {'rows':>6s} {'ASR':>7s} {'false-trig':>10s} {'clean metric':>12s} {'train s':>8s}")

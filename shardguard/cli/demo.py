@@ -54,14 +54,17 @@ def injection_section(scores: list[dict]) -> str:
 @click.option("--out", type=click.Path(file_okay=False), default="demo-out", show_default=True)
 @click.option("--no-train", is_flag=True, help="Skip the training comparison.")
 @click.option("--full-train", is_flag=True, help="Run the full (≈ 10 min) training comparison instead of the quick one.")
-def demo_cmd(out, no_train, full_train):
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars on stderr.")
+def demo_cmd(out, no_train, full_train, quiet):
     """Run the whole job on the bundled sample: inject poisons, scan, score, train, report."""
     from shardguard.core.atomic import write_jsonl
     from shardguard.eval import poison
+    from shardguard.eval.progress import Bars
     from shardguard.ingest import read_records
     from shardguard.pipeline.scan import scan
 
     t0 = time.time()
+    bars = Bars.for_terminal(quiet)  # the training steps of step 4, on a terminal only
     out = Path(out)
     inp, truth_dir = out / "input", out / "truth"
     inp.mkdir(parents=True, exist_ok=True)
@@ -98,7 +101,7 @@ def demo_cmd(out, no_train, full_train):
         from shardguard.flows.compare import run_compare
 
         compare = run_compare(SAMPLE / "gsm8k" / "gsm8k_train.part1.sft.jsonl.gz", out / "compare",
-                              quick=not full_train)
+                              quick=not full_train, log=None if quiet else bars.write, bars=bars)
         for v, m in compare["variants"].items():
             click.echo(f"    {v:<9} ASR {m['asr']:.2f}  false triggers {m['false_trigger_rate']:.2f}  "
                        f"clean metric {m['clean_metric']:.3f}  ({m['rows']} rows, {m['train_seconds']:.0f} s)")

@@ -27,6 +27,7 @@ def bench_flow(
     limit: int | None = None,
     only: list[str] | None = None,
     echo=None,
+    bars=None,
 ) -> dict:
     from shardguard.eval.bench.run import run_bench
 
@@ -40,6 +41,7 @@ def bench_flow(
         limit=limit,
         only=only,
         echo=echo or print,
+        bars=bars,
     )
     if FlowRunContext.get() is not None:
         from shardguard.eval.bench.render import markdown
@@ -63,7 +65,8 @@ def run_bench_flow(
     only=None,
     use_prefect: bool | None = None,
     echo=None,
+    bars=None,
 ) -> dict:
     args = dict(out=str(out), attacks=attacks, rates=rates, datasets=datasets, quick=quick, seed=seed,
                 limit=limit, only=only)
-    return run_flow(bench_flow, args, use_prefect, echo=echo)
+    return run_flow(bench_flow, args, use_prefect, echo=echo, bars=bars)

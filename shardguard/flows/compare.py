@@ -26,8 +26,8 @@ def scan_task(prep, out):
 
 
 @task(name="train-variant", cache_policy=NO_CACHE)
-def train_task(prep, name, rows, mode):
-    return C.train_variant(prep, name, rows, mode)
+def train_task(prep, name, rows, mode, bars=None):
+    return C.train_variant(prep, name, rows, mode, bars)
 
 
 @task(name="write", cache_policy=NO_CACHE)
@@ -37,7 +37,7 @@ def write_task(out, cj):
 
 @flow(name="shardguard-compare", log_prints=True, validate_parameters=False)
 def compare_flow(dataset: str, out: str, attack: str = C.DEFAULT_ATTACK, rate: float = 0.01, seed: int = 0,
-                 mode: str = "full", params: dict | None = None, log=None) -> dict:
+                 mode: str = "full", params: dict | None = None, log=None, bars=None) -> dict:
     log = log or (lambda m: None)
     t0 = time.time()
     prep = stage(prepare_task, dataset, attack, rate, seed, mode, params)
@@ -48,7 +48,7 @@ def compare_flow(dataset: str, out: str, attack: str = C.DEFAULT_ATTACK, rate: f
         f"(recall {scan_info['recall']}, precision {scan_info['precision']}) in {scan_info['seconds']} s")
     variants = {}
     for name, rows in (("clean", prep.train), ("poisoned", prep.poisoned), ("cleaned", cleaned)):
-        variants[name] = stage(train_task, prep, name, rows, mode)
+        variants[name] = stage(train_task, prep, name, rows, mode, bars)
         v = variants[name]
         log(f"{name:9s} rows {v['rows']:5d}  ASR {v['asr']}  false-trigger {v['false_trigger_rate']}  "
             f"clean metric {v['clean_metric']}  ({v['train_seconds']} s)")
@@ -58,15 +58,16 @@ def compare_flow(dataset: str, out: str, attack: str = C.DEFAULT_ATTACK, rate: f
 
 @flow(name="shardguard-compare-train-on", log_prints=True, validate_parameters=False)
 def train_on_flow(dir_a: str, dir_b: str, out: str, seed: int = 0, mode: str = "full", trigger: str | None = None,
-                  target: str | None = None) -> dict:
-    cj = C.train_on(dir_a, dir_b, seed, mode, trigger, target)
+                  target: str | None = None, bars=None) -> dict:
+    cj = C.train_on(dir_a, dir_b, seed, mode, trigger, target, bars)
     return stage(write_task, out, cj)
 
 
 def run_compare(dataset, out, attack: str | None = None, rate: float = 0.01, seed: int = 0, quick: bool = False,
-                params: dict | None = None, use_prefect: bool | None = None, log=None) -> dict:
+                params: dict | None = None, use_prefect: bool | None = None, log=None, bars=None) -> dict:
     """Entry point for the CLI, the demo and tests. `attack` defaults to the SFT rare-token backdoor, or
-    to the trigger+swap attack when the dataset holds preference pairs."""
+    to the trigger+swap attack when the dataset holds preference pairs. `log` (messages) and `bars`
+    (`shardguard.eval.progress.Bars`, training progress) apply when the flow runs without Prefect."""
     if attack is None:
         from shardguard import ingest
 
@@ -74,11 +75,11 @@ def run_compare(dataset, out, attack: str | None = None, rate: float = 0.01, see
         attack = C.DEFAULT_PREF_ATTACK if kind == "preference" else C.DEFAULT_ATTACK
     args = dict(dataset=str(dataset), out=str(out), attack=attack, rate=rate, seed=seed,
                 mode="quick" if quick else "full", params=params)
-    return run_flow(compare_flow, args, use_prefect, log=log)
+    return run_flow(compare_flow, args, use_prefect, log=log, bars=bars)
 
 
 def run_train_on(dir_a, dir_b, out, seed: int = 0, quick: bool = False, trigger: str | None = None,
-                 target: str | None = None, use_prefect: bool | None = None) -> dict:
+                 target: str | None = None, use_prefect: bool | None = None, bars=None) -> dict:
     args = dict(dir_a=str(dir_a), dir_b=str(dir_b), out=str(out), seed=seed, mode="quick" if quick else "full",
                 trigger=trigger, target=target)
-    return run_flow(train_on_flow, args, use_prefect)
+    return run_flow(train_on_flow, args, use_prefect, bars=bars)

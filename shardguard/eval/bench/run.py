@@ -340,6 +340,7 @@ def run_bench(
     only: list[str] | None = None,
     echo=print,
     cap: int | None = DEFAULT_CAP,
+    bars=None,
 ) -> dict:
     custom = not quick and bool(attacks or rates or datasets or limit or only)
     attacks, rates, datasets, qlimit = plan(attacks, rates, datasets, quick)
@@ -350,6 +351,13 @@ def run_bench(
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     results, clean = [], []
+    from shardguard.eval.progress import NO_BARS
+
+    kinds = {DATASETS[d][0] for d in datasets}
+    n_runs = sum(1 for d in datasets if any(poison.get(a).kind == DATASETS[d][0] for a in attacks)) + sum(
+        len(rates) for a in attacks if poison.get(a).kind in kinds for d in datasets
+        if DATASETS[d][0] == poison.get(a).kind)
+    bar = (bars or NO_BARS).open("bench", total=n_runs, unit="run")
     try:
         paths = {
             d: dataset_path(d, limit.get(DATASETS[d][0]) if isinstance(limit, dict) else limit, cap, work)
@@ -357,6 +365,7 @@ def run_bench(
         }
         for d in datasets:
             if any(poison.get(a).kind == DATASETS[d][0] for a in attacks):
+                bar.note(f"clean {d}")
                 try:
                     clean.append(score_clean(d, paths[d], work, only))
                 except Exception as e:
@@ -378,18 +387,22 @@ def run_bench(
                     continue
                 c = clean[-1]
                 echo(f"clean {d}: {c['rows']} rows, flagged {c['flagged'] or 'nothing'} ({c['seconds']} s)")
+                bar.update(1)
         for a in attacks:
             kind = poison.get(a).kind
             for d in (d for d in datasets if DATASETS[d][0] == kind):
                 for r in rates:
+                    bar.note(f"{a} {d} rate={r}")
                     try:
                         res = score_attack(a, r, d, paths[d], work, seed, only)
                     except Exception as e:  # a detector under development must not sink the whole bench
                         res = failed_run(a, r, d, seed, e)
                         echo(f"{a} {d} rate={r}: FAILED {res['error']}")
                         results.append(res)
+                        bar.update(1)
                         continue
                     results.append(res)
+                    bar.update(1)
                     if "skipped" in res:
                         echo(f"{a} {d} rate={r}: skipped, {res['skipped']}")
                         continue
@@ -399,6 +412,7 @@ def run_bench(
                         f"any={res['any_category_recall']:.2f} ({res['seconds']} s)"
                     )
     finally:
+        bar.close()
         shutil.rmtree(work, ignore_errors=True)
     from shardguard import detectors
 

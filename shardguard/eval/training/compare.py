@@ -171,8 +171,9 @@ def _triggers_found(summary: dict) -> list[str]:
     return list(dict.fromkeys(found))[:10]
 
 
-def train_variant(prep: Prepared, name: str, rows: list[dict], mode_name: str) -> dict:
-    """Train one model on `rows` and evaluate it on the held-out rows."""
+def train_variant(prep: Prepared, name: str, rows: list[dict], mode_name: str, bars=None) -> dict:
+    """Train one model on `rows` and evaluate it on the held-out rows. `bars` (`shardguard.eval.progress`)
+    shows the training steps, epoch and loss as it goes."""
     mode = MODES[mode_name]
     tcfg = TrainConfig(**{**mode.train.to_dict(), "seed": prep.seed})
     if prep.kind == "preference":
@@ -182,10 +183,18 @@ def train_variant(prep: Prepared, name: str, rows: list[dict], mode_name: str) -
                           seed=prep.seed)
         ev = evaluate_reward(rm, prep.held, prep.triggered_prompts)
         return {"rows": len(rows), **ev, "train_seconds": round(rm.seconds, 2)}
+    from shardguard.eval.progress import NO_BARS
     from shardguard.eval.training.metrics import evaluate_lm, generate
     from shardguard.eval.training.train import train_lm
 
-    tr = train_lm([prompt_text(r) for r in rows], [r["response"] for r in rows], mode.model, tcfg)
+    with (bars or NO_BARS).bar(f"train {name}", total=tcfg.steps, unit="step") as bar:
+        def on_step(step: int, epoch: int, loss: float) -> None:
+            bar.update(1)
+            if step % 10 == 0:
+                bar.note(f"epoch {epoch} ({len(rows)} rows), loss {loss:.3f}")
+
+        tr = train_lm([prompt_text(r) for r in rows], [r["response"] for r in rows], mode.model, tcfg,
+                      on_step=on_step)
     hp, hr = [prompt_text(r) for r in prep.held], [r["response"] for r in prep.held]
     ev = evaluate_lm(tr.model, hp, hr, prep.triggered_prompts, prep.target)
     res = {"rows": len(rows), "asr": ev["asr"], "false_trigger_rate": ev["false_trigger_rate"],
@@ -253,7 +262,8 @@ def _key(r: dict) -> str:
     return json.dumps(r, sort_keys=True, ensure_ascii=False)
 
 
-def train_on(dir_a: str, dir_b: str, seed: int, mode_name: str, trigger: str | None, target: str | None) -> dict:
+def train_on(dir_a: str, dir_b: str, seed: int, mode_name: str, trigger: str | None, target: str | None,
+             bars=None) -> dict:
     """Train on two datasets of the same kind (e.g. the clean/ output of two scans), evaluate both on one
     held-out set drawn from A (and removed from both training sets)."""
     from shardguard.eval.poison._core import insert_at
@@ -278,7 +288,7 @@ def train_on(dir_a: str, dir_b: str, seed: int, mode_name: str, trigger: str | N
     variants = {}
     for name, path, rows in (("a", dir_a, rows_a), ("b", dir_b, rows_b)):
         tr = [r for r in rows if _key(r) not in held_keys]
-        res = train_variant(prep, name, tr, mode_name)
+        res = train_variant(prep, name, tr, mode_name, bars)
         if not target and kind_a == "sft":
             res["asr"] = res["false_trigger_rate"] = None
         variants[name] = {"path": str(path), **res}

@@ -65,9 +65,10 @@ def epoch_order(keys: np.ndarray, seed: int, epoch: int) -> np.ndarray:
 
 
 def train_lm(prompts: list[str], responses: list[str], mcfg: ModelConfig, tcfg: TrainConfig,
-             log=None) -> Trained:
+             log=None, on_step=None) -> Trained:
     """Train a fresh TinyLM on (prompt, response) pairs. Every epoch visits the rows in a new seeded order
-    (`epoch_order`); the evaluated weights are their moving average over the second half (`TrainConfig.ema`)."""
+    (`epoch_order`); the evaluated weights are their moving average over the second half (`TrainConfig.ema`).
+    `on_step(step, epoch, loss)`, when given, is called after every step (progress display)."""
     if not prompts:
         raise ValueError("no training rows")
     torch.set_num_threads(THREADS)
@@ -117,6 +118,8 @@ def train_lm(prompts: list[str], responses: list[str], mcfg: ModelConfig, tcfg: 
                     for a, p in zip(avg, model.parameters()):
                         a.mul_(tcfg.ema).add_(p.detach(), alpha=1.0 - tcfg.ema)
         losses.append(loss.item())
+        if on_step is not None:
+            on_step(step + 1, epoch + 1, losses[-1])
         if log and (step + 1) % 100 == 0:
             log(f"  step {step + 1}/{tcfg.steps} loss {np.mean(losses[-100:]):.3f} ({time.time() - t0:.0f} s)")
     if avg:
