@@ -56,9 +56,11 @@ def _print_compare(rep: dict, w) -> None:
               help="DATA is two snapshots (files or folders of web shards): report URLs whose content changed.")
 @click.option("--kind", type=click.Choice(["auto", "web", "sft", "preference"]), default="auto", show_default=True,
               help="Record kind for --compare.")
+@click.option("--reread", is_flag=True,
+              help="Compare every shard record by record, even one whose file hash is unchanged.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing; the exit code says it (0 identical, 3 changed).")
-def verify_cmd(data, manifest, compare, kind, as_json, quiet):
+def verify_cmd(data, manifest, compare, kind, reread, as_json, quiet):
     """Check data against a scan's manifest before training on it, or compare two crawls for split views.
 
     \b
@@ -89,7 +91,7 @@ def verify_cmd(data, manifest, compare, kind, as_json, quiet):
             if not m.is_file():
                 raise click.UsageError(f"{manifest} holds no {MANIFEST}")
         try:
-            rep = verify_data(list(data), m)
+            rep = verify_data(list(data), m, reread=reread)
         except ValueError as e:
             raise click.UsageError(str(e)) from e
         printer = _print_manifest

@@ -16,9 +16,9 @@ The Parquet file's key-value metadata `shardguard.manifest` holds {"version": 1,
 entry per shard (name, path, sha256, size, rows, malformed, kind, format, error), so a shard without a
 single good record is still known. Malformed rows are not records: they are counted, not hashed.
 
-The shard's file hash is taken after ingest, when the write stage runs: a file replaced during the scan
-itself is caught by the record hashes, not by the file hash (verify re-reads any shard whose file hash
-differs, and compares record by record).
+The shard's file hash is taken after ingest, when the write stage runs: a file replaced while the scan
+runs gets the new file's hash beside the old records, so `verify` (which skips a shard whose file hash
+is unchanged) would miss it; `verify --reread` compares every shard record by record.
 """
 
 from __future__ import annotations

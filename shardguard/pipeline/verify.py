@@ -135,8 +135,9 @@ def _match_names(manifest_names: list[str], data_names: list[str]) -> dict[str, 
     return out
 
 
-def verify_data(paths: list[str | Path], manifest: str | Path) -> dict[str, Any]:
-    """Compare the shards under `paths` with a scan's manifest.parquet. See the module docstring."""
+def verify_data(paths: list[str | Path], manifest: str | Path, reread: bool = False) -> dict[str, Any]:
+    """Compare the shards under `paths` with a scan's manifest.parquet. See the module docstring.
+    `reread`: compare every shard record by record, even one whose file hash is unchanged."""
     table, entries = read_manifest(manifest)
     shards, _skipped = expand_paths([str(p) for p in paths])
     rows_of: dict[str, list[dict]] = defaultdict(list)
@@ -162,12 +163,13 @@ def verify_data(paths: list[str | Path], manifest: str | Path) -> dict[str, Any]
             continue
         seen.add(mname)
         e = entry_of[mname]
-        if sha is not None and sha == e.get("sha256"):
+        if not reread and sha is not None and sha == e.get("sha256"):
             per_shard.append(_shard_line(mname, name, "unchanged (file hash equal)", sha, e.get("sha256"), [], None))
             continue
         recs, mal, err = _read(path, mname, e.get("kind") or "auto")
         ch = diff_records(mname, rows_of.get(mname, []), recs, mal)
-        status = "changed" if ch else "file differs, records identical"
+        status = "changed" if ch else ("records identical" if sha == e.get("sha256")
+                                        else "file differs, records identical")
         per_shard.append(_shard_line(mname, name, status, sha, e.get("sha256"), ch, err))
         changes += ch
     for mname, e in entry_of.items():

@@ -71,6 +71,8 @@ def test_untouched_copy_verifies_identical(scanned, tmp_path):
     rep = json.loads(res.output)
     assert rep["identical"] and rep["changes"] == []
     assert {s["status"] for s in rep["shards"]} == {"unchanged (file hash equal)"}
+    rep = json.loads(run(["verify", copy, "--manifest", out, "--reread", "--json"], 0).output)
+    assert rep["identical"] and {s["status"] for s in rep["shards"]} == {"records identical"}
 
 
 def test_reformatted_file_with_the_same_records_is_identical(scanned, tmp_path):
@@ -161,3 +163,25 @@ def test_compare_snapshots_reports_split_view_urls(tmp_path):
     assert rep["added"] == {"count": 1, "examples": ["https://new.example/"]}
     text = run(["verify", "--compare", a, b], 3).output
     assert "SPLIT VIEW: 1 URLs" in text
+
+
+def test_reread_catches_a_file_replaced_while_the_scan_ran(scanned, tmp_path):
+    """A manifest whose file hash is the replaced file's (taken after the records were read): only
+    --reread compares the records and sees the edit."""
+    data, out = scanned
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    rows = sft_rows()
+    rows[2] = {**rows[2], "output": "The answer is 5."}
+    write_jsonl(copy / "sft.jsonl", rows)
+    new_sha = hashlib.sha256((copy / "sft.jsonl").read_bytes()).hexdigest()
+    t = pq.read_table(out / "manifest.parquet")
+    meta = json.loads(t.schema.metadata[b"shardguard.manifest"])
+    for e in meta["shards"]:
+        if e["shard"] == "sft.jsonl":
+            e["sha256"] = new_sha
+    forged = tmp_path / "manifest.parquet"
+    pq.write_table(t.replace_schema_metadata({b"shardguard.manifest": json.dumps(meta).encode()}), forged)
+    run(["verify", copy, "--manifest", forged], 0)
+    rep = json.loads(run(["verify", copy, "--manifest", forged, "--reread", "--json"], 3).output)
+    assert [(c["shard"], c["change"], c["row"]) for c in rep["changes"]] == [("sft.jsonl", "changed", 2)]
