@@ -75,11 +75,15 @@ def scan_cmd(paths, out, kind, engine, config_path, fail_on, only, redact, batch
         raise click.BadParameter(f"{', '.join(map(repr, bad))} is not a category; choose from "
                                  f"{', '.join(detectors.categories())}", param_hint="'--fail-on'")
     from shardguard.flows.scan import run_scan
+    from shardguard.pipeline.outdir import OutputError, check_out
 
     out_p = Path(out)
     try:
+        check_out(out_p, [Path(p) for p in paths])  # before any work
         summary = run_scan(list(paths), out_p, kind=kind, engine=engine, config=cfg,
                            beam_options=list(beam_options), use_prefect=use_prefect)
+    except OutputError as e:  # --out overlaps the inputs, holds the user's files, or is in use
+        raise click.UsageError(str(e)) from e
     except Exception as e:  # the scan itself failed: say what, exit 1
         traceback.print_exc(file=sys.stderr)
         click.echo(f"shardguard scan failed: {type(e).__name__}: {e}", err=True)

@@ -61,3 +61,6 @@ FINDING_SCHEMA = pa.schema([
     ("reason", pa.string()),
     ("details", pa.string()),  # JSON object: machine-readable specifics (cluster id, trigger, span...)
 ])
+
+# a file shardguard writes at the top of every --out folder: such a folder is never read as input
+OUTPUT_MARKER = ".shardguard-out"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from shardguard.core.normalize import content_hash
-from shardguard.core.schema import RECORD_SCHEMA
+from shardguard.core.schema import OUTPUT_MARKER, RECORD_SCHEMA
 from shardguard.ingest.readers import Limits, Raw, ShardError, is_shard_file, read_shard, split_ext
 from shardguard.ingest.schema import FIELDS, KINDS, TEXT_FIELDS, SchemaError, detect_kind, to_canonical
 
@@ -54,9 +54,15 @@ def expand_paths(paths: list[str | Path]) -> tuple[list[tuple[Path, str]], list[
     skipped: list[dict] = []
     for p in map(Path, paths):
         if p.is_dir():
+            # shardguard's own output folders (marked) are never read back as input
+            outs = {m.parent for m in p.rglob(OUTPUT_MARKER)}
+            for o in sorted(outs):
+                skipped.append({"file": str(o.relative_to(p)) or ".", "reason": "a shardguard output folder"})
             for f in sorted(q for q in p.rglob("*") if q.is_file()):
                 rel = str(f.relative_to(p))
                 if any(part.startswith(".") for part in f.relative_to(p).parts):
+                    continue
+                if outs and any(o == f.parent or o in f.parents for o in outs):
                     continue
                 if is_shard_file(f):
                     out.append((f, rel))

@@ -10,8 +10,6 @@ the bench, the training comparison and the demo.
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ import pyarrow as pa
 from shardguard import detectors
 from shardguard.pipeline import stages
 from shardguard.pipeline.config import ScanConfig
+from shardguard.pipeline.outdir import OutDir, check_out
 
 # run_stage(name, fn, *args) -> fn(*args); the flows layer passes one that makes each stage a task run
 StageRunner = Callable[..., Any]
@@ -44,9 +43,11 @@ class ScanResult:
         return {e["shard"]: e.get("outputs", {}) for e in self.summary["shards"]}
 
 
-def write(out: str, staging: Path, ingested: stages.Ingested, decided: dict, findings: pa.Table, summary: dict,
+def write(run: Path, ingested: stages.Ingested, decided: dict, findings: pa.Table, summary: dict,
           cfg: ScanConfig) -> tuple[dict, pa.Table]:
-    """clean/, quarantine/, flags.parquet, report.html, summary.json, moved into `out` atomically."""
+    """clean/, quarantine/, flags.parquet, report.html, manifest.parquet, summary.json into the run
+    folder that `OutDir.publish` then makes the result in one step."""
+    staging = Path(run)
     redactor = None
     if cfg.redact:
         from shardguard.detectors.memorization.pii import make_redactor
@@ -62,8 +63,8 @@ def write(out: str, staging: Path, ingested: stages.Ingested, decided: dict, fin
 
     html = scan_report(summary, flags, detector_sections(summary.get("discoveries", {})),
                        records_path=ingested.records_path, redactor=redactor)
-    write_manifest(Path(out) / MANIFEST, ingested.records_path, ingested.shards)  # for `shardguard verify`
-    stages.publish(Path(out), staging, flags, summary, html)
+    write_manifest(staging / MANIFEST, ingested.records_path, ingested.shards)  # for `shardguard verify`
+    stages.finish_run(staging, flags, summary, html)
     return summary, flags
 
 
@@ -86,11 +87,9 @@ def scan(paths: list[str | Path], out: str | Path, kind: str = "auto", engine: s
     cfg = config if isinstance(config, ScanConfig) else ScanConfig.from_dict(config or {})
     dets = detectors.build(cfg.detectors, cfg.only)
     out_p = Path(out)
-    out_p.mkdir(parents=True, exist_ok=True)
-    stages.clear_stale(out_p)
-    work = stages.work_dir(out_p)
-    staging = out_p / f".staging-{os.getpid()}"
-    try:
+    check_out(out_p, [Path(p) for p in paths] + [Path(p) for p in context_paths or []])
+    with OutDir(out_p) as od:  # locked: one scan at a time; published whole, in one step
+        work, run = od.work, od.new_run()
         ingested = run_stage("ingest", stages.stage_ingest, [str(p) for p in paths], work, kind, cfg,
                              [str(p) for p in context_paths or []])
         findings, discoveries, timings = run_stage("detect", stages.stage_detect, ingested.records_path, cfg,
@@ -106,8 +105,6 @@ def scan(paths: list[str | Path], out: str | Path, kind: str = "auto", engine: s
                             for k, v in extra_summary.items()})
         summary["timings"] = {"ingest": round(ingested.seconds, 3), **timings}
         summary["seconds"] = round(time.time() - t0, 3)
-        summary, flags = run_stage("write", write, str(out_p), staging, own, decided, own_findings, summary, cfg)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        shutil.rmtree(staging, ignore_errors=True)
+        summary, flags = run_stage("write", write, run, own, decided, own_findings, summary, cfg)
+        od.publish(run)
     return ScanResult(summary, flags, out_p)

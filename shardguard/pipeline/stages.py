@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections import Counter, defaultdict
@@ -23,7 +22,6 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from shardguard import __version__, detectors
-from shardguard.core.atomic import atomic_write_bytes, atomic_write_text, replace_dir
 from shardguard.core.schema import FINDING_SCHEMA, VERDICTS, strip_compression
 from shardguard.detectors import Detector
 from shardguard.ingest import RECORD_SCHEMA, Malformed, ShardError, ShardInfo, expand_paths, ingest_shard
@@ -38,20 +36,6 @@ class Ingested:
     skipped: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     context: list[str] = field(default_factory=list)  # shards read only as context (dropped from outputs)
-
-
-def work_dir(out: Path) -> Path:
-    w = out / f".work-{os.getpid()}"
-    w.mkdir(parents=True, exist_ok=True)
-    return w
-
-
-def clear_stale(out: Path) -> None:
-    """A killed scan leaves .work-*/.staging-* folders behind; a rerun removes them."""
-    if out.is_dir():
-        for p in out.iterdir():
-            if p.name.startswith((".work-", ".staging-", ".trash-")) and p.is_dir():
-                shutil.rmtree(p, ignore_errors=True)
 
 
 # -- ingest ------------------------------------------------------------------------------------
@@ -386,20 +370,19 @@ def stage_write_records(staging: Path, ingested: Ingested, decided: dict, redact
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(info["path"], staging / name)
             files.setdefault(info["shard"], {})["unreadable"] = name
+    for f in files.values():  # a shard with nothing held back has no quarantine file: do not name one
+        if "quarantine" in f and not (staging / f["quarantine"]).exists():
+            del f["quarantine"]
     return files
 
 
-def publish(out: Path, staging: Path, flags: pa.Table, summary: dict, report_html: str) -> None:
-    """Move everything into place: files by atomic rename, folders swapped whole."""
-    buf = pa.BufferOutputStream()
-    pq.write_table(flags, buf)
-    atomic_write_bytes(out / "flags.parquet", buf.getvalue().to_pybytes())
+def finish_run(run: Path, flags: pa.Table, summary: dict, report_html: str) -> None:
+    """The result's remaining files, into its run folder (published by `OutDir.publish`)."""
+    pq.write_table(flags, str(run / "flags.parquet"))
     for side in ("clean", "quarantine"):
-        (staging / side).mkdir(parents=True, exist_ok=True)
-        replace_dir(staging / side, out / side)
-    atomic_write_text(out / "report.html", report_html)
-    # summary last: its presence means the scan's outputs are complete
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+        (run / side).mkdir(parents=True, exist_ok=True)
+    (run / "report.html").write_text(report_html, encoding="utf-8")
+    (run / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str), encoding="utf-8")
 
 
 def scan_meta(paths: list[str], kind: str, engine: str, cfg: ScanConfig, dets: list | None = None) -> dict[str, Any]:
