@@ -370,9 +370,6 @@ def stage_write_records(staging: Path, ingested: Ingested, decided: dict, redact
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(info["path"], staging / name)
             files.setdefault(info["shard"], {})["unreadable"] = name
-    for f in files.values():  # a shard with nothing held back has no quarantine file: do not name one
-        if "quarantine" in f and not (staging / f["quarantine"]).exists():
-            del f["quarantine"]
     return files
 
 
