@@ -37,6 +37,13 @@ _HOMOGLYPHS = {
     "‘": "'", "’": "'", "‚": "'", "“": '"', "”": '"', "„": '"', "′": "'", "″": '"',
 }
 HOMOGLYPH_TABLE = str.maketrans(_HOMOGLYPHS)
+# The same mapping applied by a regex that visits only the look-alikes (str.translate with a dict
+# table looks up every character: ≈ 10× slower on typical non-ASCII text). Every key is one character.
+_HOMOGLYPH_RE = re.compile("[" + "".join(re.escape(k) for k in _HOMOGLYPHS) + "]")
+
+
+def _homoglyph(m: re.Match) -> str:
+    return _HOMOGLYPHS[m.group()]
 
 
 def strip_invisible(text: str) -> str:
@@ -47,17 +54,23 @@ def normalize(text: str) -> str:
     """The matching form of `text`: NFKC, invisibles removed, homoglyph skeleton, casefold, one space."""
     if not text:
         return ""
+    # `" ".join(t.split())` is `WHITESPACE.sub(" ", t).strip()`: str.split and the regex's \s both use
+    # Unicode whitespace (str.isspace), and the split form is ≈ 2-4× faster.
     if text.isascii():  # NFKC, invisibles and homoglyphs are all non-ASCII: only case and spacing apply
-        return WHITESPACE.sub(" ", text.lower()).strip()
+        return " ".join(text.lower().split())
     t = unicodedata.normalize("NFKC", text)
     t = INVISIBLE.sub("", t)
-    t = t.translate(HOMOGLYPH_TABLE)
+    t = _HOMOGLYPH_RE.sub(_homoglyph, t)
     t = t.casefold()
-    return WHITESPACE.sub(" ", t).strip()
+    return " ".join(t.split())
+
+
+# json.dumps(x, ensure_ascii=False, sort_keys=True, default=str), without building an encoder per call
+_HASH_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
 
 
 def content_hash(fields: dict) -> str:
     """Stable record id: a hash of the record's normalized canonical fields (order-independent)."""
     canon = {k: normalize(v) if isinstance(v, str) else v for k, v in sorted(fields.items())}
-    blob = json.dumps(canon, ensure_ascii=False, sort_keys=True, default=str)
+    blob = _HASH_ENCODER.encode(canon)
     return hashlib.blake2b(blob.encode("utf-8"), digest_size=12).hexdigest()
