@@ -74,6 +74,10 @@ def expand_paths(paths: list[str | Path]) -> tuple[list[tuple[Path, str]], list[
     return out, skipped
 
 
+# json.dumps(obj, ensure_ascii=False, default=str) with one encoder for the whole scan (the `raw` column)
+_RAW_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
+
+
 def _record_text(kind: str, rec: dict) -> str:
     return "\n".join(rec[f] for f in TEXT_FIELDS[kind] if rec.get(f))
 
@@ -106,6 +110,11 @@ def ingest_shard(
     info.kind = resolved
 
     cols: dict[str, list] = {name: [] for name in RECORD_SCHEMA.names}
+    encode_raw = _RAW_ENCODER.encode
+    fields = FIELDS[resolved] if resolved else ()
+    optional = [(f, cols[f]) for f in ("url", "instruction", "input", "response", "prompt", "chosen", "rejected")]
+    c_shard, c_row, c_seq, c_id, c_kind, c_text, c_raw = (cols[k] for k in ("shard", "row", "seq", "record_id", "kind",
+                                                                              "text", "raw"))
 
     def flush():
         batch = pa.RecordBatch.from_pydict(cols, schema=RECORD_SCHEMA)
@@ -135,21 +144,21 @@ def ingest_shard(
             yield Malformed(shard, r.row, f"{resolved} record: {e}", json.dumps(r.obj, ensure_ascii=False, default=str)[:4096])
             continue
         try:
-            raw = json.dumps(r.obj, ensure_ascii=False, default=str)
+            raw = encode_raw(r.obj)
         except (TypeError, ValueError) as e:  # pragma: no cover - default=str covers most
             info.malformed += 1
             yield Malformed(shard, r.row, f"record cannot be serialised: {e}")
             continue
-        cols["shard"].append(shard)
-        cols["row"].append(r.row)
-        cols["seq"].append(seq_start + info.rows - info.malformed - 1)
-        cols["record_id"].append(content_hash({k: rec[k] for k in FIELDS[resolved]}))
-        cols["kind"].append(resolved)
-        cols["text"].append(_record_text(resolved, rec))
-        for f in ("url", "instruction", "input", "response", "prompt", "chosen", "rejected"):
-            cols[f].append(rec.get(f))
-        cols["raw"].append(raw)
-        if len(cols["row"]) >= batch_size:
+        c_shard.append(shard)
+        c_row.append(r.row)
+        c_seq.append(seq_start + info.rows - info.malformed - 1)
+        c_id.append(content_hash({k: rec[k] for k in fields}))
+        c_kind.append(resolved)
+        c_text.append(_record_text(resolved, rec))
+        for f, col in optional:
+            col.append(rec.get(f))
+        c_raw.append(raw)
+        if len(c_row) >= batch_size:
             yield flush()
     if cols["row"]:
         yield flush()
