@@ -7,7 +7,7 @@ passes stream batches without holding the dataset in memory. The Beam engine
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +26,28 @@ def iter_batches(records_path: Path) -> Iterator[pa.RecordBatch]:
 
 
 def run_local(records_path: Path, detectors: list[Detector], base_state: dict[str, Any] | None = None,
-              base_records: list[Path] | None = None) -> tuple[pa.Table, dict[str, Any], dict[str, float]]:
+              base_records: list[Path] | None = None, progress: Callable[[str, int], None] | None = None,
+              ) -> tuple[pa.Table, dict[str, Any], dict[str, float]]:
     """Returns (findings, discoveries per detector, seconds per detector).
 
     `base_state`: detector states already observed elsewhere (the service's accepted corpus), merged
     with this file's before `finalize`; only this file's records are flagged. `base_records`: the
-    records files of those states, so finalize can read their records back by seq."""
+    records files of those states, so finalize can read their records back by seq.
+    `progress(pass, rows)` is called after each batch of a pass ("observe", "flag") and once as
+    ("finalize", 0) before the models are built."""
     readers = [IpcRecords(p) for p in base_records or []] + [IpcRecords(records_path)]
     drv = Driver(detectors, records=readers[0] if len(readers) == 1 else ManyRecords(readers))
     state: dict[str, Any] = dict(base_state or {})
     for batch in iter_batches(records_path):
         state = drv.observe(batch, state)
+        if progress:
+            progress("observe", batch.num_rows)
+    if progress:
+        progress("finalize", 0)
     models = drv.finalize(state)
     tables = []
     for batch in iter_batches(records_path):
         tables += drv.flag(batch, models)
+        if progress:
+            progress("flag", batch.num_rows)
     return concat_findings(tables), drv.discoveries(models), drv.timings
