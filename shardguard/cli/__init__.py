@@ -29,11 +29,16 @@ LAZY = {
 
 
 def quiet_environment() -> None:
-    """No telemetry, no hub downloads, and a Prefect start-up timeout that works on these machines."""
+    """No telemetry, no hub downloads, no third-party progress bars, and a Prefect start-up timeout that
+    works on these machines."""
     for k, v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DO_NOT_TRACK": "1",
                  "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                  "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
-                 "TOKENIZERS_PARALLELISM": "false"}.items():
+                 "TOKENIZERS_PARALLELISM": "false",
+                 # no third-party progress bars or load reports (transformers' "Loading weights" bar
+                 # follows the hub's switch); the scan shows its own progress
+                 "HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error",
+                 "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1"}.items():
         os.environ.setdefault(k, v)
 
 

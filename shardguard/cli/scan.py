@@ -48,7 +48,7 @@ def print_summary(summary: dict, out: Path, stream=None) -> None:
 @click.option("--beam-option", "beam_options", multiple=True, help="A Beam pipeline option, e.g. --runner=FlinkRunner.")
 @click.option("--prefect/--no-prefect", "use_prefect", default=None,
               help="Record the run in Prefect (default: only when PREFECT_API_URL is set).")
-@click.option("-q", "--quiet", is_flag=True, help="Print only the output folder.")
+@click.option("-q", "--quiet", is_flag=True, help="Print only the output folder (and no progress on stderr).")
 def scan_cmd(paths, out, kind, engine, config_path, fail_on, only, redact, batch_size, beam_options, use_prefect, quiet):
     """Scan files or folders of shards (JSONL[.gz|.zst], JSON, Parquet, CSV, Arrow/HF save_to_disk, WARC/WET).
 
@@ -90,7 +90,13 @@ def scan_cmd(paths, out, kind, engine, config_path, fail_on, only, redact, batch
         else:  # the flow's code without Prefect: importing Prefect alone costs ≈ 1 s (`flows.run_flow`)
             from shardguard.pipeline.scan import scan
 
-            summary = scan([str(p) for p in paths], str(out_p), kind, engine, cfg, list(beam_options)).summary
+            progress = None
+            if not quiet and sys.stderr.isatty():  # not in logs, pipes or tests
+                from shardguard.pipeline.progress import Progress
+
+                progress = Progress()
+            summary = scan([str(p) for p in paths], str(out_p), kind, engine, cfg, list(beam_options),
+                           progress=progress).summary
     except OutputError as e:  # --out overlaps the inputs, holds the user's files, or is in use
         raise click.UsageError(str(e)) from e
     except Exception as e:  # the scan itself failed: say what, exit 1

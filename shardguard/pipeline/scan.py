@@ -10,6 +10,7 @@ the bench, the training comparison and the demo.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from shardguard import detectors
 from shardguard.pipeline import stages
 from shardguard.pipeline.config import ScanConfig
 from shardguard.pipeline.outdir import OutDir, check_out
+from shardguard.pipeline.progress import Progress
 
 # run_stage(name, fn, *args) -> fn(*args); the flows layer passes one that makes each stage a task run
 StageRunner = Callable[..., Any]
@@ -44,7 +46,7 @@ class ScanResult:
 
 
 def write(run: Path, ingested: stages.Ingested, decided: dict, findings: pa.Table, summary: dict,
-          cfg: ScanConfig) -> tuple[dict, pa.Table]:
+          cfg: ScanConfig, progress: Progress | None = None) -> tuple[dict, pa.Table]:
     """clean/, quarantine/, flags.parquet, report.html, manifest.parquet, summary.json into the run
     folder that `OutDir.publish` then makes the result in one step."""
     staging = Path(run)
@@ -53,7 +55,7 @@ def write(run: Path, ingested: stages.Ingested, decided: dict, findings: pa.Tabl
         from shardguard.detectors.memorization.pii import make_redactor
 
         redactor = make_redactor()
-    files = stages.stage_write_records(staging, ingested, decided, redactor)
+    files = stages.stage_write_records(staging, ingested, decided, redactor, progress)
     for e in summary["shards"]:
         e["outputs"] = files.get(e["shard"], {})
     flags = stages.sort_findings(pa.concat_tables([findings, stages.malformed_findings(ingested.malformed)]))
@@ -73,7 +75,7 @@ def scan(paths: list[str | Path], out: str | Path, kind: str = "auto", engine: s
          context_paths: list[str | Path] | None = None, inputs_label: list[str] | None = None,
          extra_summary: dict[str, Any] | None = None, run_stage: StageRunner = direct,
          base_state: dict[str, Any] | None = None, base_rows: int = 0,
-         base_records: list[Path] | None = None) -> ScanResult:
+         base_records: list[Path] | None = None, progress: Progress | None = None) -> ScanResult:
     """Scan `paths` into `out`.
 
     `context_paths`: shards read alongside (first) so cross-shard detectors see them, then dropped from
@@ -82,17 +84,22 @@ def scan(paths: list[str | Path], out: str | Path, kind: str = "auto", engine: s
     `ScanConfig`, or the same settings as a dict (as in a TOML file). `base_state`: detector states of
     records observed before (the service's stored accepted corpus, `base_rows` of them, with seq
     numbers below zero, in the records files `base_records`), merged in before finalize instead of
-    re-observing those records."""
+    re-observing those records. `progress`: where to show each
+    stage's progress (the CLI passes one on a terminal); None shows nothing."""
     t0 = time.time()
+    ingest_fn, detect_fn, write_fn = stages.stage_ingest, stages.stage_detect, write
+    if progress is not None:  # bound here, so that a stage runner's tasks see the same arguments as before
+        ingest_fn, detect_fn, write_fn = (functools.update_wrapper(functools.partial(f, progress=progress), f)
+                                          for f in (ingest_fn, detect_fn, write_fn))
     cfg = config if isinstance(config, ScanConfig) else ScanConfig.from_dict(config or {})
     dets = detectors.build(cfg.detectors, cfg.only)
     out_p = Path(out)
     check_out(out_p, [Path(p) for p in paths] + [Path(p) for p in context_paths or []])
     with OutDir(out_p) as od:  # locked: one scan at a time; published whole, in one step
         work, run = od.work, od.new_run()
-        ingested = run_stage("ingest", stages.stage_ingest, [str(p) for p in paths], work, kind, cfg,
+        ingested = run_stage("ingest", ingest_fn, [str(p) for p in paths], work, kind, cfg,
                              [str(p) for p in context_paths or []])
-        findings, discoveries, timings = run_stage("detect", stages.stage_detect, ingested.records_path, cfg,
+        findings, discoveries, timings = run_stage("detect", detect_fn, ingested.records_path, cfg,
                                                    engine, beam_options, dets, base_state, base_records)
         context_rows = base_rows + sum(i["rows"] for i in ingested.shards if i["shard"] in set(ingested.context))
         own, own_findings = stages.drop_context(ingested, findings, work)
@@ -105,6 +112,6 @@ def scan(paths: list[str | Path], out: str | Path, kind: str = "auto", engine: s
                             for k, v in extra_summary.items()})
         summary["timings"] = {"ingest": round(ingested.seconds, 3), **timings}
         summary["seconds"] = round(time.time() - t0, 3)
-        summary, flags = run_stage("write", write, run, own, decided, own_findings, summary, cfg)
+        summary, flags = run_stage("write", write_fn, run, own, decided, own_findings, summary, cfg)
         od.publish(run)
     return ScanResult(summary, flags, out_p)

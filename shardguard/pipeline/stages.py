@@ -26,6 +26,7 @@ from shardguard.core.schema import FINDING_SCHEMA, VERDICTS, strip_compression
 from shardguard.detectors import Detector
 from shardguard.ingest import RECORD_SCHEMA, Malformed, ShardError, ShardInfo, expand_paths, ingest_shard
 from shardguard.pipeline.config import ScanConfig
+from shardguard.pipeline.progress import Progress, stage_bar
 
 
 @dataclass
@@ -44,7 +45,7 @@ CONTEXT_PREFIX = "accepted/"
 
 
 def stage_ingest(paths: list[str], work: Path, kind: str, cfg: ScanConfig,
-                 context_paths: list[str] | None = None) -> Ingested:
+                 context_paths: list[str] | None = None, progress: Progress | None = None) -> Ingested:
     """Every shard of `paths` into one Arrow file. `context_paths` (the service's accepted corpus) are
     read first, named `accepted/<name>`, so cross-shard detectors judge the new shards against them."""
     t0 = time.perf_counter()
@@ -65,16 +66,22 @@ def stage_ingest(paths: list[str], work: Path, kind: str, cfg: ScanConfig,
     infos: list[ShardInfo] = []
     malformed: list[dict] = []
     seq = 0
-    with pa.OSFile(str(records_path), "wb") as sink, pa.ipc.new_file(sink, RECORD_SCHEMA) as writer:
-        for path, name in context + shards:
+    todo = context + shards
+    with pa.OSFile(str(records_path), "wb") as sink, pa.ipc.new_file(sink, RECORD_SCHEMA) as writer, \
+            stage_bar(progress, "ingest") as bar:
+        for n, (path, name) in enumerate(todo, 1):
             info = ShardInfo(shard=name, path=str(path))
             infos.append(info)
+            if len(todo) > 1:
+                bar.note(f"shard {n}/{len(todo)}")
             try:
                 for item in ingest_shard(path, name, kind, cfg.batch_size, cfg.limits, info=info, seq_start=seq):
                     if isinstance(item, Malformed):
                         malformed.append(asdict(item))
+                        bar.update(1)
                     else:
                         writer.write_batch(item)
+                        bar.update(item.num_rows)
             except ShardError as e:
                 info.error = str(e)
             except OSError as e:
@@ -106,8 +113,16 @@ def drop_context(ingested: Ingested, findings: pa.Table, work: Path) -> tuple[In
 
 # -- detect ------------------------------------------------------------------------------------
 
+def count_records(records_path: str | Path) -> int:
+    """Rows in the records file (from its batches' metadata; no data is read)."""
+    with pa.OSFile(str(records_path)) as src:
+        reader = pa.ipc.open_file(src)
+        return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+
+
 def stage_detect(records_path: str, cfg: ScanConfig, engine: str = "local", beam_options: list[str] | None = None,
-                 dets: list | None = None, base_state: dict | None = None, base_records: list | None = None):
+                 dets: list | None = None, base_state: dict | None = None, base_records: list | None = None,
+                 progress: Progress | None = None):
     dets = dets if dets is not None else detectors.build(cfg.detectors, cfg.only)
     t0 = time.perf_counter()
     if engine == "beam":
@@ -116,6 +131,15 @@ def stage_detect(records_path: str, cfg: ScanConfig, engine: str = "local", beam
         if base_state:
             raise ValueError("the Beam engine reads the accepted corpus as context shards, not as stored states")
         findings, discoveries, timings = run_beam(Path(records_path), dets, beam_options or [])
+    elif progress is not None:
+        from shardguard.engine.local import run_local
+
+        on_rows, close = progress.passes(count_records(records_path))
+        try:
+            findings, discoveries, timings = run_local(Path(records_path), dets, base_state, base_records,
+                                                       progress=on_rows)
+        finally:
+            close()
     else:
         from shardguard.engine.local import run_local
 
@@ -293,7 +317,36 @@ class _ShardWriter:
             self._pq.close()
 
 
-def stage_write_records(staging: Path, ingested: Ingested, decided: dict, redactor=None) -> dict[str, dict]:
+def _write_batch(batch: pa.RecordBatch, hold: dict[str, set[int]], redactor, writer, close_shard, current, fields):
+    """One batch of records to its shards' clean/ and quarantine/ writers (a shard's writers are closed
+    when the next shard starts: the records file holds shards one after another). Returns the shard
+    written last."""
+    shards = batch.column("shard")
+    for s in pc.unique(shards).to_pylist():
+        if current is not None and s != current:
+            close_shard(current)
+        current = s
+        sub = batch.filter(pc.equal(shards, s))
+        held = hold.get(s, set())
+        raws = sub.column("raw").to_pylist()
+        if redactor is not None:
+            kinds = sub.column("kind").to_pylist()
+            raws = [redactor(raw, k, fields[k]) for raw, k in zip(raws, kinds)]
+        if held:
+            rows = sub.column("row").to_pylist()
+            keep_raws, held_raws = [], []
+            for r, raw in zip(rows, raws):
+                (held_raws if r in held else keep_raws).append(raw)
+        else:
+            keep_raws, held_raws = raws, []
+        writer(s, "clean").write(keep_raws)
+        if held_raws:
+            writer(s, "quarantine").write(held_raws)
+    return current
+
+
+def stage_write_records(staging: Path, ingested: Ingested, decided: dict, redactor=None,
+                        progress: Progress | None = None) -> dict[str, dict]:
     """clean/ and quarantine/ under `staging`; malformed rows go to quarantine/<name>.malformed.jsonl."""
     from shardguard.ingest import FIELDS
 
@@ -321,25 +374,11 @@ def stage_write_records(staging: Path, ingested: Ingested, decided: dict, redact
 
     from shardguard.engine.local import iter_batches
 
-    for batch in iter_batches(Path(ingested.records_path)):
-        shards = batch.column("shard")
-        for s in pc.unique(shards).to_pylist():
-            if current is not None and s != current:
-                close_shard(current)
-            current = s
-            sub = batch.filter(pc.equal(shards, s))
-            held = hold.get(s, set())
-            rows = sub.column("row").to_pylist()
-            raws = sub.column("raw").to_pylist()
-            keep_raws, held_raws = [], []
-            if redactor is not None:
-                kinds = sub.column("kind").to_pylist()
-                raws = [redactor(raw, k, FIELDS[k]) for raw, k in zip(raws, kinds)]
-            for r, raw in zip(rows, raws):
-                (held_raws if r in held else keep_raws).append(raw)
-            writer(s, "clean").write(keep_raws)
-            if held_raws:
-                writer(s, "quarantine").write(held_raws)
+    total = sum(i["rows"] - i["malformed"] for i in ingested.shards)
+    with stage_bar(progress, "write", total) as bar:
+        for batch in iter_batches(Path(ingested.records_path)):
+            current = _write_batch(batch, hold, redactor, writer, close_shard, current, FIELDS)
+            bar.update(batch.num_rows)
     if current is not None:
         close_shard(current)
     # every shard gets a clean file, even when empty, so downstream globbing sees all shards

@@ -37,3 +37,30 @@ def test_context_shards_are_judged_against_but_not_reported(tmp_path):
     assert res.findings.select(["shard", "row"]).to_pylist() == [{"shard": "new.jsonl", "row": 10}]
     assert res.summary["service"] == {"scan_id": "x", "context_rows": 30}
     assert sorted(p.name for p in (tmp_path / "out" / "clean").iterdir()) == ["new.jsonl"]
+
+
+def test_progress_reports_every_stage_with_all_rows_and_changes_nothing(tmp_path):
+    """A scan given a Progress shows ingest, each detect pass and write, each with the row count it
+    reached; the outputs are the same as without it."""
+    import io
+
+    from shardguard.pipeline.progress import Progress
+
+    rows = read_jsonl_gz(SAMPLE / "web_c4_commoncrawl_sample" / "c4_cc_docs.web.jsonl.gz", limit=50)
+    write_jsonl(tmp_path / "in" / "a.jsonl", rows + [rows[3]])
+    write_jsonl(tmp_path / "in" / "b.jsonl", rows[:20])
+    cfg = {"only": ["exact_dup"], "batch_size": 16}
+    buf = io.StringIO()
+    with_progress = scan([tmp_path / "in"], tmp_path / "out1", config=cfg, progress=Progress(stream=buf, delay=0))
+    plain = scan([tmp_path / "in"], tmp_path / "out2", config=cfg)
+    assert with_progress.findings.equals(plain.findings)
+    final = {}
+    for line in buf.getvalue().replace("\r", "\n").splitlines():
+        if ":" in line and "rows" in line:
+            name = line.split(":", 1)[0].strip() if not line.startswith("detect") else ":".join(
+                p.strip() for p in line.split(":")[:2])
+            final[name] = line
+    assert set(final) == {"ingest", "detect:observe", "detect:finalize", "detect:flag", "write"}, final
+    assert "71.0 rows" in final["ingest"] and "shard 2/2" in final["ingest"]
+    for name in ("detect:observe", "detect:flag", "write"):
+        assert "71.0/71.0" in final[name] and "100%" in final[name], final[name]
