@@ -50,20 +50,26 @@ def normalize(text: str) -> str:
     if text.isascii():  # NFKC, invisibles and homoglyphs are all non-ASCII: only case and spacing apply
         return _one_space(text.lower().translate(_ASCII_SPACES))
     t = unicodedata.normalize("NFKC", text)
-    t = _FOLD.sub(_fold, t)
+    if _FOLD.search(t):
+        t = _FOLD.sub(_fold, t)
+    for c in _ASCII_SPACE_CHARS:
+        if c in t:
+            t = t.replace(c, " ")
     return _one_space(t.casefold())
 
 
 # How `normalize` runs fast and stays the definition above (NFKC; INVISIBLE removed; HOMOGLYPH_TABLE;
 # casefold; WHITESPACE runs to one space; strip), checked on every code point by the tests:
-# - invisibles, look-alikes and whitespace other than " " are disjoint sets of single characters, so
-#   one regex pass maps them all (str.translate with a dict looks up every character: ≈ 10× slower);
+# - invisibles, look-alikes and non-ASCII whitespace are disjoint sets of single characters, so one
+#   regex pass maps them all (str.translate with a dict looks up every character: ≈ 10× slower); ASCII
+#   whitespace other than " " (newlines, tabs) by str.replace;
 # - whitespace is mapped to " " before casefold, which neither makes nor changes whitespace;
 # - runs of " " are then halved until none is left, and the ends stripped (as `\s+` -> " ", strip()).
 _SPACES = "\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008" \
     "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"  # every c with c.isspace() (what \s matches), but " "
-_ASCII_SPACES = str.maketrans({c: " " for c in _SPACES if c.isascii()})
-_FOLD_MAP = {**dict.fromkeys(_SPACES, " "), **_HOMOGLYPHS}
+_ASCII_SPACE_CHARS = [c for c in _SPACES if c.isascii()]
+_ASCII_SPACES = str.maketrans(dict.fromkeys(_ASCII_SPACE_CHARS, " "))
+_FOLD_MAP = {**dict.fromkeys((c for c in _SPACES if not c.isascii()), " "), **_HOMOGLYPHS}
 _FOLD = re.compile(INVISIBLE.pattern[:-1] + "".join(re.escape(c) for c in _FOLD_MAP) + "]")
 
 
