@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import unicodedata
+from json.encoder import encode_basestring
 
 # Zero-width, joiners, bidi embeddings/overrides/isolates, BOM, soft hyphen, word joiner etc.
 INVISIBLE = re.compile(
@@ -85,10 +86,14 @@ def _one_space(t: str) -> str:
 
 # json.dumps(x, ensure_ascii=False, sort_keys=True, default=str), without building an encoder per call
 _HASH_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str)
+_json_str = encode_basestring  # the same encoder's string form (ensure_ascii=False)
 
 
 def content_hash(fields: dict) -> str:
     """Stable record id: a hash of the record's normalized canonical fields (order-independent)."""
-    canon = {k: normalize(v) if isinstance(v, str) else v for k, v in sorted(fields.items())}
-    blob = _HASH_ENCODER.encode(canon)
+    items = sorted(fields.items())
+    if all(type(k) is str and type(v) is str for k, v in items):  # canonical records: the JSON written out
+        blob = "{" + ", ".join(f"{_json_str(k)}: {_json_str(normalize(v))}" for k, v in items) + "}"
+    else:
+        blob = _HASH_ENCODER.encode({k: normalize(v) if isinstance(v, str) else v for k, v in items})
     return hashlib.blake2b(blob.encode("utf-8"), digest_size=12).hexdigest()
