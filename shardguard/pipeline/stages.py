@@ -37,6 +37,21 @@ class Ingested:
     skipped: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     context: list[str] = field(default_factory=list)  # shards read only as context (dropped from outputs)
+    # malformed rows' raw previews (up to 4 KB each) wait on disk, not in `malformed`: a dict there
+    # names its preview by "raw_at", a byte offset into this file (one JSON string a line)
+    malformed_raw_path: str | None = None
+
+
+def malformed_raw(ingested: Ingested, m: dict, cache: dict | None = None) -> str | None:
+    """The raw preview of malformed row `m` (from the spill file, or the dict itself)."""
+    if "raw_at" not in m or ingested.malformed_raw_path is None:
+        return m.get("raw")
+    cache = cache if cache is not None else {}
+    f = cache.get("f")
+    if f is None:
+        f = cache["f"] = open(ingested.malformed_raw_path, "rb")  # noqa: SIM115 - closed by the caller
+    f.seek(m["raw_at"])
+    return json.loads(f.readline())
 
 
 # -- ingest ------------------------------------------------------------------------------------
@@ -63,12 +78,14 @@ def stage_ingest(paths: list[str], work: Path, kind: str, cfg: ScanConfig,
             taken.add(cname)
             context.append((path, cname))
     records_path = work / "records.arrow"
+    spill_path = work / "malformed.raw.jsonl"
     infos: list[ShardInfo] = []
     malformed: list[dict] = []
     seq = 0
+    spilled = 0
     todo = context + shards
     with pa.OSFile(str(records_path), "wb") as sink, pa.ipc.new_file(sink, RECORD_SCHEMA) as writer, \
-            stage_bar(progress, "ingest") as bar:
+            open(spill_path, "wb") as spill, stage_bar(progress, "ingest") as bar:
         for n, (path, name) in enumerate(todo, 1):
             info = ShardInfo(shard=name, path=str(path))
             infos.append(info)
@@ -77,7 +94,12 @@ def stage_ingest(paths: list[str], work: Path, kind: str, cfg: ScanConfig,
             try:
                 for item in ingest_shard(path, name, kind, cfg.batch_size, cfg.limits, info=info, seq_start=seq):
                     if isinstance(item, Malformed):
-                        malformed.append(asdict(item))
+                        m = asdict(item)
+                        line = (json.dumps(m.pop("raw")) + "\n").encode("ascii")
+                        m["raw_at"] = spilled
+                        spill.write(line)
+                        spilled += len(line)
+                        malformed.append(m)
                         bar.update(1)
                     else:
                         writer.write_batch(item)
@@ -88,7 +110,7 @@ def stage_ingest(paths: list[str], work: Path, kind: str, cfg: ScanConfig,
                 info.error = f"cannot read file: {e}"
             seq += info.rows - info.malformed
     return Ingested(str(records_path), [asdict(i) for i in infos], malformed, skipped, time.perf_counter() - t0,
-                    [name for _, name in context])
+                    [name for _, name in context], str(spill_path))
 
 
 def drop_context(ingested: Ingested, findings: pa.Table, work: Path) -> tuple[Ingested, pa.Table]:
@@ -108,7 +130,8 @@ def drop_context(ingested: Ingested, findings: pa.Table, work: Path) -> tuple[In
     keep = set(ingested.context)
     infos = [i for i in ingested.shards if i["shard"] not in keep]
     mal = [m for m in ingested.malformed if m["shard"] not in keep]
-    return Ingested(str(out), infos, mal, ingested.skipped, ingested.seconds), f
+    return Ingested(str(out), infos, mal, ingested.skipped, ingested.seconds,
+                    malformed_raw_path=ingested.malformed_raw_path), f
 
 
 # -- detect ------------------------------------------------------------------------------------
@@ -390,6 +413,7 @@ def stage_write_records(staging: Path, ingested: Ingested, decided: dict, redact
     by_shard = defaultdict(list)
     for m in ingested.malformed:
         by_shard[m["shard"]].append(m)
+    spill: dict = {}
     for s, ms in by_shard.items():
         if s not in files:
             writer(s, "clean").close()
@@ -400,8 +424,10 @@ def stage_write_records(staging: Path, ingested: Ingested, decided: dict, redact
         p.parent.mkdir(parents=True, exist_ok=True)
         with open(p, "w", encoding="utf-8") as f:
             for m in ms:
-                f.write(json.dumps({"shard": s, "row": m["row"], "reason": m["reason"], "raw": m["raw"]},
-                                   ensure_ascii=False) + "\n")
+                f.write(json.dumps({"shard": s, "row": m["row"], "reason": m["reason"],
+                                    "raw": malformed_raw(ingested, m, spill)}, ensure_ascii=False) + "\n")
+    if spill.get("f"):
+        spill["f"].close()
     for info in ingested.shards:  # whole shards that could not be read are kept as they are
         if info.get("error") and Path(info["path"]).is_file():
             name = "quarantine/_unreadable/" + output_name(info["shard"], "bin", used).rsplit(".", 1)[0] \

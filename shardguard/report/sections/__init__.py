@@ -9,6 +9,7 @@ returning an HTML fragment with every value escaped (`shardguard.report.html.esc
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -31,12 +32,18 @@ BUILTIN = {
 QUIET = {"exact_dup", "minhash", "semantic_dup", "answer_conflict", "safety_bypass"}
 
 
+@functools.cache
+def _external() -> dict[str, object]:
+    """Entry point name -> entry point, read once per process (each read walks every installed package)."""
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
 def renderer(name: str) -> Callable[[dict], str | None] | None:
     if name in BUILTIN:
         return importlib.import_module(f"{__name__}.{BUILTIN[name]}").render
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            return ep.load()
+    ep = _external().get(name)
+    if ep is not None:
+        return ep.load()
     if name in QUIET:
         return None
     return generic_section
