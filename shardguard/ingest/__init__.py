@@ -109,17 +109,28 @@ def ingest_shard(
                 break
     info.kind = resolved
 
-    cols: dict[str, list] = {name: [] for name in RECORD_SCHEMA.names}
+    # per row, only what varies: the kind's own fields (the others are null), text, id, raw, row
     encode_raw = _RAW_ENCODER.encode
     fields = FIELDS[resolved] if resolved else ()
-    optional = [(f, cols[f]) for f in ("url", "instruction", "input", "response", "prompt", "chosen", "rejected")]
-    c_shard, c_row, c_seq, c_id, c_kind, c_text, c_raw = (cols[k] for k in ("shard", "row", "seq", "record_id", "kind",
-                                                                              "text", "raw"))
+    own = [(f, []) for f in fields]
+    c_row: list[int] = []
+    c_id: list[str] = []
+    c_text: list[str] = []
+    c_raw: list[str] = []
+    web = resolved == "web"
+    first_seq = seq_start
 
     def flush():
-        batch = pa.RecordBatch.from_pydict(cols, schema=RECORD_SCHEMA)
-        for v in cols.values():
-            v.clear()
+        n = len(c_row)
+        arrays = {"shard": pa.array([shard] * n, pa.string()), "row": pa.array(c_row, pa.int64()),
+                  "seq": pa.array(range(first_seq, first_seq + n), pa.int64()),
+                  "record_id": pa.array(c_id, pa.string()), "kind": pa.array([resolved] * n, pa.string()),
+                  "text": pa.array(c_text, pa.string()), "raw": pa.array(c_raw, pa.string())}
+        arrays.update((f, pa.array(col, pa.string())) for f, col in own)
+        batch = pa.RecordBatch.from_arrays([arrays.get(name) if name in arrays else pa.nulls(n, pa.string())
+                                            for name in RECORD_SCHEMA.names], schema=RECORD_SCHEMA)
+        for col in (c_row, c_id, c_text, c_raw, *(col for _, col in own)):
+            col.clear()
         return batch
 
     def chain():
@@ -149,18 +160,17 @@ def ingest_shard(
             info.malformed += 1
             yield Malformed(shard, r.row, f"record cannot be serialised: {e}")
             continue
-        c_shard.append(shard)
+        if not c_row:  # the batch's first record: good records are numbered consecutively
+            first_seq = seq_start + info.rows - info.malformed - 1
         c_row.append(r.row)
-        c_seq.append(seq_start + info.rows - info.malformed - 1)
         c_id.append(content_hash({k: rec[k] for k in fields}))
-        c_kind.append(resolved)
-        c_text.append(_record_text(resolved, rec))
-        for f, col in optional:
-            col.append(rec.get(f))
+        c_text.append(rec["text"] if web else _record_text(resolved, rec))
+        for f, col in own:
+            col.append(rec[f])
         c_raw.append(raw)
         if len(c_row) >= batch_size:
             yield flush()
-    if cols["row"]:
+    if c_row:
         yield flush()
 
 
