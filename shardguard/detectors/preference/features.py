@@ -14,17 +14,22 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
 import scipy.sparse as sp
 import xxhash
-from sklearn.feature_extraction.text import HashingVectorizer
 
 from shardguard.detectors.lexicon import REFUSAL
 
 N_FEATURES = 2 ** 18
-_HV = HashingVectorizer(n_features=N_FEATURES, ngram_range=(1, 2), alternate_sign=False, norm="l2", binary=True)
+@functools.lru_cache(maxsize=1)
+def _hv():
+    """The hashing vectorizer (sklearn imported on first use, not by every scan)."""
+    from sklearn.feature_extraction.text import HashingVectorizer
+
+    return HashingVectorizer(n_features=N_FEATURES, ngram_range=(1, 2), alternate_sign=False, norm="l2", binary=True)
 
 HARMFUL = re.compile(
     r"\b(kill|murder|steal|rob|hack|bomb|weapon|gun|drug|poison|hurt|attack|cheat|lie to|illegal|"
@@ -65,8 +70,8 @@ def pair_diffs(prompts: list[str], chosen: list[str], rejected: list[str]) -> sp
     ch = [c or "" for c in chosen]
     rj = [r or "" for r in rejected]
     harmful = [bool(HARMFUL.search(last_user_turn(p or ""))) for p in prompts]  # once per pair, not per side
-    a = sp.hstack([_HV.transform(ch), sp.csr_matrix(_dense(harmful, ch))], format="csr")
-    b = sp.hstack([_HV.transform(rj), sp.csr_matrix(_dense(harmful, rj))], format="csr")
+    a = sp.hstack([_hv().transform(ch), sp.csr_matrix(_dense(harmful, ch))], format="csr")
+    b = sp.hstack([_hv().transform(rj), sp.csr_matrix(_dense(harmful, rj))], format="csr")
     d = (a - b).astype(np.float32).tocsr()
     d.eliminate_zeros()
     return d

@@ -40,7 +40,6 @@ from collections import Counter
 import numpy as np
 import pyarrow as pa
 from scipy import sparse
-from scipy.stats import binom
 
 from shardguard.detectors.base import Detector
 from shardguard.detectors.sft import stats as ts
@@ -92,6 +91,14 @@ def behaviour_bits(instruction: str, response: str) -> int:
 def instruction_tokens(norm: str, max_tokens: int) -> list[str]:
     """Word tokens of a normalized instruction; ASCII punctuation dropped, other symbols kept."""
     return [t for t in _TOKEN.findall(norm)[:max_tokens] if not (t.isascii() and not t[0].isalnum() and t != "_")]
+
+
+
+def _binom():
+    """scipy.stats (~0.5-1 s to import) only when a test actually runs."""
+    from scipy.stats import binom
+
+    return binom
 
 
 class LabelFlip(Detector):
@@ -312,7 +319,7 @@ class LabelFlip(Detector):
             pm = np.bincount(pt, weights=p1, minlength=len(df))
             e1 = pm[kt] / np.maximum(df[kt], 1)
             e = np.where(ky == 1, e1, 1.0 - e1) * df[kt]
-            rough = binom.sf(kc - 1, df[kt], np.clip(e / np.maximum(df[kt], 1), c["min_prob"], 1.0))
+            rough = _binom().sf(kc - 1, df[kt], np.clip(e / np.maximum(df[kt], 1), c["min_prob"], 1.0))
             ok &= (kc >= c["min_excess"] * e) & (rough <= c["prefilter_p"])
         if not ok.any():
             return [], 0
@@ -379,7 +386,7 @@ class LabelFlip(Detector):
                 hit = rows_all[in_y]
                 if stems and sum(bool(stems & ts.word_stems(ts.normalize(instr[r]))) for r in hit) > 0.5 * len(hit):
                     continue
-            p = float(binom.sf(k - 1, m_, expected))
+            p = float(_binom().sf(k - 1, m_, expected))
             results.append({"family": fam, "cls": yy, "tok": t_, "df": int(df[t_]), "k": k, "in_class": k_in,
                             "p": p, "q": expected,
                             # a behaviour trigger: every row carrying it (the behaviour classifier is a

@@ -28,7 +28,6 @@ from collections import Counter, defaultdict
 
 import numpy as np
 import pyarrow as pa
-from scipy.stats import binom
 
 from shardguard.detectors.base import Detector
 from shardguard.detectors.sft import stats as ts
@@ -61,6 +60,14 @@ def _merge_sorted_counts(g1, c1, g2, c2):
     heads = np.r_[True, g[1:] != g[:-1]]
     starts = np.flatnonzero(heads)
     return g[starts], np.add.reduceat(c, starts)
+
+
+
+def _binom():
+    """scipy.stats (~0.5-1 s to import) only when a test actually runs."""
+    from scipy.stats import binom
+
+    return binom
 
 
 class TriggerDiscovery(Detector):
@@ -255,16 +262,16 @@ class TriggerDiscovery(Detector):
             complete = len(sample) >= cnt
             p_r = min(1.0, target_rows / n_rows)
             if complete:
-                pmin = binom.sf(np.minimum(alldf, max(1, int(target_rows))) - 1, alldf, p_r)
+                pmin = _binom().sf(np.minimum(alldf, max(1, int(target_rows))) - 1, alldf, p_r)
             else:
-                pmin = binom.sf(np.minimum(alldf, s) - 1, s, alldf / n_rows)
+                pmin = _binom().sf(np.minimum(alldf, s) - 1, s, alldf / n_rows)
             pmin_parts[fam].append(pmin)
             sel = (allk >= c["min_support"]) & (allk / s >= c["min_coverage"]) \
                 & (target_rows * allk / s / alldf >= c["min_purity"])
             if not sel.any():
                 continue
             hk, kk, dk = allh[sel], allk[sel], alldf[sel]
-            pv = binom.sf(kk - 1, dk, p_r) if complete else binom.sf(kk - 1, s, dk / n_rows)
+            pv = _binom().sf(kk - 1, dk, p_r) if complete else _binom().sf(kk - 1, s, dk / n_rows)
             for h, p in zip(hk.tolist(), pv.tolist()):
                 tests.append((min(1.0, p), (key, slot), h, target_rows, homog, uniq, fam))
         # four families, alpha/4 each (Bonferroni across families, Tarone within): (0) identical
