@@ -142,7 +142,10 @@ def test_rerun_same_out_and_html_is_escaped(tmp_path):
         check_contract(out)
     html = (out / "report.html").read_text()
     assert "<img src=x" not in html and "&lt;img src=x onerror=alert(1)&gt;.jsonl" in html
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    # no leftovers: only the folder's marker and the one published result
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [".shardguard", ".shardguard-out"]
+    assert len(list((out / ".shardguard" / "runs").iterdir())) == 1
+    assert not list((out / ".shardguard").glob("work-*"))
 
 
 def test_parquet_input_writes_parquet_outputs(tmp_path):
