@@ -8,6 +8,7 @@ not be read, naming the row and what is wrong). Memory is bounded by the batch s
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,16 @@ import pyarrow as pa
 
 from shardguard.core.normalize import content_hash
 from shardguard.core.schema import OUTPUT_MARKER, RECORD_SCHEMA
-from shardguard.ingest.readers import Limits, Raw, ShardError, is_shard_file, read_shard, split_ext
+from shardguard.ingest.readers import (
+    SIDE_FILES,
+    Limits,
+    Raw,
+    ShardError,
+    is_shard_file,
+    read_shard,
+    shard_label,
+    split_ext,
+)
 from shardguard.ingest.schema import FIELDS, KINDS, TEXT_FIELDS, SchemaError, detect_kind, to_canonical
 
 __all__ = [
@@ -46,31 +56,63 @@ class ShardInfo:
     notes: list[str] = field(default_factory=list)
 
 
-def expand_paths(paths: list[str | Path]) -> tuple[list[tuple[Path, str]], list[dict]]:
+def _inside(target: str, root: str) -> bool:
+    return target == root or target.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def expand_paths(paths: list[str | Path], follow_links: bool = False) -> tuple[list[tuple[Path, str]], list[dict]]:
     """Files as given; folders walked recursively (sorted), shard names relative to the folder.
 
-    Returns (shards, skipped) where skipped lists files in folders that are not shards, with why."""
+    Returns (shards, skipped) where skipped lists files in folders that are not shards, with why.
+    Special files (devices, FIFOs) with a shard's name are returned, to be refused as unreadable;
+    links that point out of the folder are skipped with a reason unless `follow_links`. Names that
+    are not UTF-8 are kept readable as backslash escapes (`shard_label`)."""
     out: list[tuple[Path, str]] = []
     skipped: list[dict] = []
     for p in map(Path, paths):
-        if p.is_dir():
-            # shardguard's own output folders (marked) are never read back as input
-            outs = {m.parent for m in p.rglob(OUTPUT_MARKER)}
-            for o in sorted(outs):
-                skipped.append({"file": str(o.relative_to(p)) or ".", "reason": "a shardguard output folder"})
-            for f in sorted(q for q in p.rglob("*") if q.is_file()):
-                rel = str(f.relative_to(p))
-                if any(part.startswith(".") for part in f.relative_to(p).parts):
+        if not p.is_dir():
+            out.append((p, shard_label(str(p))))
+            continue
+        root = os.path.realpath(p)
+        seen = {root}
+        for d, dirs, files in os.walk(p, followlinks=follow_links):
+            if OUTPUT_MARKER in files:  # shardguard's own output folders (marked) are never read back as input
+                skipped.append({"file": shard_label(str(Path(d).relative_to(p))) or ".",
+                                "reason": "a shardguard output folder"})
+                dirs[:] = []
+                continue
+            dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+            if follow_links:  # never walk one real folder twice (link loops)
+                keep = []
+                for x in dirs:
+                    real = os.path.realpath(os.path.join(d, x))
+                    if real not in seen:
+                        seen.add(real)
+                        keep.append(x)
+                dirs[:] = keep
+            else:
+                for x in [x for x in dirs if os.path.islink(os.path.join(d, x))]:
+                    rel = shard_label(str(Path(d, x).relative_to(p)))
+                    skipped.append({"file": rel, "reason": f"link to a folder ({os.path.realpath(os.path.join(d, x))}), "
+                                    "not followed; pass --follow-links to read it"})
+            for name in sorted(files):
+                if name.startswith("."):
                     continue
-                if outs and any(o == f.parent or o in f.parents for o in outs):
-                    continue
+                f = Path(d, name)
+                rel = shard_label(str(f.relative_to(p)))
+                if f.is_symlink() and not follow_links:
+                    target = os.path.realpath(f)
+                    if not _inside(target, root):
+                        skipped.append({"file": rel, "reason": f"link to {shard_label(target)}, outside the input "
+                                        "folder: not followed; pass --follow-links to read it"})
+                        continue
                 if is_shard_file(f):
                     out.append((f, rel))
-                elif f.name.lower() not in ("license", "source.txt", "readme.md", "dataset_info.json",
-                                            "state.json", "dataset_dict.json") and "license" not in f.name.lower():
-                    skipped.append({"file": rel, "reason": f"not a supported shard format ({''.join(f.suffixes) or 'no extension'})"})
-        else:
-            out.append((p, str(p)))
+                elif not f.is_file():
+                    skipped.append({"file": rel, "reason": "not a regular file (device, FIFO, socket or a broken link)"})
+                elif name.lower() not in SIDE_FILES and "license" not in name.lower():
+                    skipped.append({"file": rel, "reason": "not a supported shard format "
+                                    f"({shard_label(''.join(f.suffixes)) or 'no extension'})"})
     return out, skipped
 
 
@@ -139,6 +181,8 @@ def ingest_shard(
 
     for r in chain():
         info.rows += 1
+        if r.repair is not None and len(info.notes) < 20:  # a kept row that was repaired: say so
+            info.notes.append(f"row {r.row}: {r.repair}")
         if r.obj is None:
             info.malformed += 1
             yield Malformed(shard, r.row, r.error or "unreadable", r.text)

@@ -25,6 +25,7 @@ from shardguard import __version__, detectors
 from shardguard.core.schema import FINDING_SCHEMA, VERDICTS, strip_compression
 from shardguard.detectors import Detector
 from shardguard.ingest import RECORD_SCHEMA, Malformed, ShardError, ShardInfo, expand_paths, ingest_shard
+from shardguard.ingest.readers import shard_label
 from shardguard.pipeline.config import ScanConfig
 from shardguard.pipeline.progress import Progress, stage_bar
 
@@ -59,17 +60,26 @@ def malformed_raw(ingested: Ingested, m: dict, cache: dict | None = None) -> str
 CONTEXT_PREFIX = "accepted/"
 
 
+def no_shards_message(paths: list[str], skipped: list[dict]) -> str:
+    """Why a scan has nothing to read (a usage error: the CLI exits 2 with it)."""
+    shown = ", ".join(f"{s['file']} ({s['reason']})" for s in skipped[:5])
+    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    return (f"no shard files in {', '.join(map(str, paths))}" + (f": only {shown}{more}" if skipped else
+            ": the folder is empty") + "; shards are .jsonl/.json/.parquet/.csv/.arrow/.txt/.warc/.wet "
+            "(optionally .gz/.zst/.bz2/.xz)")
+
+
 def stage_ingest(paths: list[str], work: Path, kind: str, cfg: ScanConfig,
                  context_paths: list[str] | None = None, progress: Progress | None = None) -> Ingested:
     """Every shard of `paths` into one Arrow file. `context_paths` (the service's accepted corpus) are
     read first, named `accepted/<name>`, so cross-shard detectors judge the new shards against them."""
     t0 = time.perf_counter()
-    shards, skipped = expand_paths(paths)
-    if not shards and not skipped:
-        raise FileNotFoundError(f"no shards found in {paths}")
+    shards, skipped = expand_paths(paths, cfg.limits.follow_links)
+    if not shards:
+        raise FileNotFoundError(no_shards_message(paths, skipped))
     context: list[tuple[Path, str]] = []
     if context_paths:
-        ctx, _ = expand_paths(context_paths)
+        ctx, _ = expand_paths(context_paths, cfg.limits.follow_links)
         taken = {name for _, name in shards}
         for path, name in ctx:
             cname = CONTEXT_PREFIX + name
@@ -87,7 +97,7 @@ def stage_ingest(paths: list[str], work: Path, kind: str, cfg: ScanConfig,
     with pa.OSFile(str(records_path), "wb") as sink, pa.ipc.new_file(sink, RECORD_SCHEMA) as writer, \
             open(spill_path, "wb") as spill, stage_bar(progress, "ingest") as bar:
         for n, (path, name) in enumerate(todo, 1):
-            info = ShardInfo(shard=name, path=str(path))
+            info = ShardInfo(shard=name, path=shard_label(str(path)))
             infos.append(info)
             if len(todo) > 1:
                 bar.note(f"shard {n}/{len(todo)}")
@@ -246,6 +256,8 @@ def stage_decide(findings: pa.Table, ingested: Ingested, cfg: ScanConfig, dets: 
             "kept": good - held, "by_category": cats, "verdict": verdict,
             "findings": dict(reasons.get(s, {})),
         }
+        if info.get("notes"):  # rows kept after a repair (e.g. lone surrogates replaced)
+            entry["ingest_notes"] = info["notes"]
         notes = merge_notes(noting[d].shard_notes(dl, pol) for d, dl in sorted(details_of.get(s, {}).items()))
         if notes.pop("review", False) and verdict == "clean":
             entry["verdict"] = "review"
@@ -311,6 +323,21 @@ def output_name(shard: str, fmt: str, used: set[str]) -> str:
     return name
 
 
+def _conform(t: pa.Table, schema: pa.Schema) -> pa.Table:
+    cols = []
+    for f in schema:
+        if f.name not in t.schema.names:
+            cols.append(pa.nulls(t.num_rows, f.type))
+            continue
+        c = t.column(f.name)
+        try:
+            cols.append(c.cast(f.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            cols.append(pa.array([v if v is None or isinstance(v, str) else json.dumps(v, default=str)
+                                  for v in c.to_pylist()], f.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
 class _ShardWriter:
     """Streams one shard's kept or held-back records in the input's format (JSONL, or Parquet)."""
 
@@ -331,7 +358,38 @@ class _ShardWriter:
         if self._pq is None:
             self._schema = t.schema
             self._pq = pq.ParquetWriter(str(self.path), t.schema)
-        self._pq.write_table(t.cast(self._schema) if t.schema != self._schema else t)
+        if t.schema != self._schema:
+            try:
+                t = t.cast(self._schema)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+                t = self._widen(t)  # schema drift (a column null in the first batches, a string later)
+        self._pq.write_table(t)
+
+    def _widen(self, t: pa.Table) -> pa.Table:
+        """Rewrite what was written under a schema both it and `t` fit (columns that still disagree
+        become JSON text), and go on with that schema."""
+        try:
+            schema = pa.unify_schemas([self._schema, t.schema], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            schema = None
+        if schema is None:
+            fields = []
+            for f in self._schema:
+                g = t.schema.field(f.name) if f.name in t.schema.names else f
+                fields.append(f if f.type == g.type else pa.field(f.name, pa.string()))
+            fields += [g for g in t.schema if g.name not in self._schema.names]
+            schema = pa.schema(fields)
+        self._pq.close()
+        old = self.path.with_name(self.path.name + ".drift")
+        self.path.rename(old)
+        self._pq, self._schema = pq.ParquetWriter(str(self.path), schema), schema
+        src = pq.ParquetFile(str(old))
+        for i in range(src.num_row_groups):
+            self._pq.write_table(_conform(src.read_row_group(i), schema))
+        del src
+        old.unlink()
+        return _conform(t, schema)
+
 
     def close(self):
         if self._f is not None:
