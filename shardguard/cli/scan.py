@@ -48,8 +48,10 @@ def print_summary(summary: dict, out: Path, stream=None) -> None:
 @click.option("--beam-option", "beam_options", multiple=True, help="A Beam pipeline option, e.g. --runner=FlinkRunner.")
 @click.option("--prefect/--no-prefect", "use_prefect", default=None,
               help="Record the run in Prefect (default: only when PREFECT_API_URL is set).")
+@click.option("--follow-links", is_flag=True, help="Read links that point out of an input folder (default: skipped, reported).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the output folder (and no progress on stderr).")
-def scan_cmd(paths, out, kind, engine, config_path, fail_on, only, redact, batch_size, beam_options, use_prefect, quiet):
+def scan_cmd(paths, out, kind, engine, config_path, fail_on, only, redact, batch_size, beam_options, use_prefect, follow_links,
+             quiet):
     """Scan files or folders of shards (JSONL[.gz|.zst], JSON, Parquet, CSV, Arrow/HF save_to_disk, WARC/WET).
 
     Writes flags.parquet, summary.json, report.html, clean/ and quarantine/ into --out."""
@@ -77,6 +79,17 @@ def scan_cmd(paths, out, kind, engine, config_path, fail_on, only, redact, batch
                                  f"{', '.join(detectors.categories())}", param_hint="'--fail-on'")
     if use_prefect is None:
         use_prefect = bool(os.environ.get("PREFECT_API_URL"))
+    if follow_links:
+        from dataclasses import replace
+
+        cfg.limits = replace(cfg.limits, follow_links=True)
+    from shardguard.ingest import expand_paths
+
+    shards, skipped = expand_paths(list(paths), cfg.limits.follow_links)
+    if not shards:  # nothing to read: a usage error (exit 2)
+        from shardguard.pipeline.stages import no_shards_message
+
+        raise click.UsageError(no_shards_message(list(paths), skipped))
     from shardguard.pipeline.outdir import OutputError, check_out
 
     out_p = Path(out)

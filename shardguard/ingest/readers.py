@@ -538,6 +538,12 @@ def read_warc(path: Path, comp: str | None, limits: Limits) -> Iterator[Raw]:
     try:
         with open(path, "rb") as f:
             for rec in ArchiveIterator(f):
+                if not str(rec.format).startswith("warc"):  # warcio reads any text as an old ARC file
+                    if not seen:
+                        raise ShardError(f"not a WARC/WET file: the first record is not a WARC record "
+                                         f"(read as {rec.format})")
+                    yield Raw(row, error=f"record {seen} is not a WARC record; the rest of the file is not read")
+                    return
                 seen += 1
                 if rec.rec_type not in ("conversion", "response"):
                     continue
@@ -556,6 +562,8 @@ def read_warc(path: Path, comp: str | None, limits: Limits) -> Iterator[Raw]:
                 yield Raw(row, obj={"url": url, "text": body,
                                     "warc_record_id": rec.rec_headers.get_header("WARC-Record-ID") or ""})
                 row += 1
+    except ShardError:
+        raise
     except Exception as e:  # warcio raises ArchiveLoadFailed and decompression errors
         if row == 0:
             raise ShardError(f"not a readable WARC/WET file ({type(e).__name__}: {e})") from e
