@@ -25,6 +25,7 @@ from shardguard import __version__, detectors
 from shardguard.core.schema import FINDING_SCHEMA, VERDICTS, strip_compression
 from shardguard.detectors import Detector
 from shardguard.ingest import RECORD_SCHEMA, Malformed, ShardError, ShardInfo, expand_paths, ingest_shard
+from shardguard.ingest.malformed import MalformedLog
 from shardguard.ingest.readers import shard_label
 from shardguard.pipeline.config import ScanConfig
 from shardguard.pipeline.progress import Progress, stage_bar
@@ -34,25 +35,10 @@ from shardguard.pipeline.progress import Progress, stage_bar
 class Ingested:
     records_path: str
     shards: list[dict]
-    malformed: list[dict]
+    malformed: MalformedLog  # iterates {"shard", "row", "reason", "raw"} dicts, shard by shard
     skipped: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     context: list[str] = field(default_factory=list)  # shards read only as context (dropped from outputs)
-    # malformed rows' raw previews (up to 4 KB each) wait on disk, not in `malformed`: a dict there
-    # names its preview by "raw_at", a byte offset into this file (one JSON string a line)
-    malformed_raw_path: str | None = None
-
-
-def malformed_raw(ingested: Ingested, m: dict, cache: dict | None = None) -> str | None:
-    """The raw preview of malformed row `m` (from the spill file, or the dict itself)."""
-    if "raw_at" not in m or ingested.malformed_raw_path is None:
-        return m.get("raw")
-    cache = cache if cache is not None else {}
-    f = cache.get("f")
-    if f is None:
-        f = cache["f"] = open(ingested.malformed_raw_path, "rb")  # noqa: SIM115 - closed by the caller
-    f.seek(m["raw_at"])
-    return json.loads(f.readline())
 
 
 # -- ingest ------------------------------------------------------------------------------------
@@ -88,14 +74,13 @@ def stage_ingest(paths: list[str], work: Path, kind: str, cfg: ScanConfig,
             taken.add(cname)
             context.append((path, cname))
     records_path = work / "records.arrow"
-    spill_path = work / "malformed.raw.jsonl"
     infos: list[ShardInfo] = []
-    malformed: list[dict] = []
+    # malformed rows: a few bytes each in memory, their raw previews (up to 4 KB) wait in a file
+    malformed = MalformedLog(work / "malformed.raw.jsonl")
     seq = 0
-    spilled = 0
     todo = context + shards
     with pa.OSFile(str(records_path), "wb") as sink, pa.ipc.new_file(sink, RECORD_SCHEMA) as writer, \
-            open(spill_path, "wb") as spill, stage_bar(progress, "ingest") as bar:
+            stage_bar(progress, "ingest") as bar:
         for n, (path, name) in enumerate(todo, 1):
             info = ShardInfo(shard=name, path=shard_label(str(path)))
             infos.append(info)
@@ -104,12 +89,7 @@ def stage_ingest(paths: list[str], work: Path, kind: str, cfg: ScanConfig,
             try:
                 for item in ingest_shard(path, name, kind, cfg.batch_size, cfg.limits, info=info, seq_start=seq):
                     if isinstance(item, Malformed):
-                        m = asdict(item)
-                        line = (json.dumps(m.pop("raw")) + "\n").encode("ascii")
-                        m["raw_at"] = spilled
-                        spill.write(line)
-                        spilled += len(line)
-                        malformed.append(m)
+                        malformed.append(item.shard, item.row, item.reason, item.raw)
                         bar.update(1)
                     else:
                         writer.write_batch(item)
@@ -119,8 +99,9 @@ def stage_ingest(paths: list[str], work: Path, kind: str, cfg: ScanConfig,
             except OSError as e:
                 info.error = f"cannot read file: {e}"
             seq += info.rows - info.malformed
+    malformed.close()
     return Ingested(str(records_path), [asdict(i) for i in infos], malformed, skipped, time.perf_counter() - t0,
-                    [name for _, name in context], str(spill_path))
+                    [name for _, name in context])
 
 
 def drop_context(ingested: Ingested, findings: pa.Table, work: Path) -> tuple[Ingested, pa.Table]:
@@ -139,9 +120,8 @@ def drop_context(ingested: Ingested, findings: pa.Table, work: Path) -> tuple[In
     f = findings.filter(pc.invert(pc.is_in(findings.column("shard"), value_set=ctx)))
     keep = set(ingested.context)
     infos = [i for i in ingested.shards if i["shard"] not in keep]
-    mal = [m for m in ingested.malformed if m["shard"] not in keep]
-    return Ingested(str(out), infos, mal, ingested.skipped, ingested.seconds,
-                    malformed_raw_path=ingested.malformed_raw_path), f
+    mal = ingested.malformed.without(keep, work / "malformed.own.raw.jsonl")
+    return Ingested(str(out), infos, mal, ingested.skipped, ingested.seconds), f
 
 
 # -- detect ------------------------------------------------------------------------------------
@@ -182,23 +162,39 @@ def stage_detect(records_path: str, cfg: ScanConfig, engine: str = "local", beam
 
 
 def sort_findings(t: pa.Table) -> pa.Table:
-    return t.sort_by([("shard", "ascending"), ("row", "ascending"), ("detector", "ascending"),
-                      ("category", "ascending"), ("reason", "ascending")])
+    idx = pc.sort_indices(t, sort_keys=[("shard", "ascending"), ("row", "ascending"), ("detector", "ascending"),
+                                        ("category", "ascending"), ("reason", "ascending")])
+    if len(idx) and pc.all(pc.equal(idx, pa.array(range(len(idx)), idx.type))).as_py():
+        return t  # already in order (e.g. a shard of malformed rows only): no copy
+    return t.take(idx)
 
 
-def malformed_findings(malformed: list[dict]) -> pa.Table:
+def malformed_findings(malformed) -> pa.Table:
+    """One `malformed` finding per malformed row (built a block at a time: a million bad rows stay cheap)."""
     if not malformed:
         return FINDING_SCHEMA.empty_table()
-    return pa.table({
-        "shard": [m["shard"] for m in malformed],
-        "row": pa.array([m["row"] for m in malformed], pa.int64()),
-        "record_id": [None] * len(malformed),
-        "detector": ["ingest"] * len(malformed),
-        "category": ["malformed"] * len(malformed),
-        "score": pa.array([1.0] * len(malformed), pa.float64()),
-        "reason": [f"row {m['row']}: {m['reason']}" for m in malformed],
-        "details": ["{}"] * len(malformed),
-    }, schema=FINDING_SCHEMA)
+    parts = []
+    shard, row, reason = [], [], []
+
+    def block():
+        n = len(row)
+        parts.append(pa.table({
+            "shard": pa.array(shard, pa.string()), "row": pa.array(row, pa.int64()),
+            "record_id": pa.nulls(n, pa.string()), "detector": pa.array(["ingest"] * n, pa.string()),
+            "category": pa.array(["malformed"] * n, pa.string()), "score": pa.array([1.0] * n, pa.float64()),
+            "reason": pa.array(reason, pa.string()), "details": pa.array(["{}"] * n, pa.string()),
+        }, schema=FINDING_SCHEMA))
+        shard.clear(), row.clear(), reason.clear()
+
+    for m in malformed:
+        shard.append(m["shard"])
+        row.append(m["row"])
+        reason.append(f"row {m['row']}: {m['reason']}")
+        if len(row) >= 65536:
+            block()
+    if row:
+        block()
+    return pa.concat_tables(parts)
 
 
 # -- decide ------------------------------------------------------------------------------------
@@ -468,24 +464,26 @@ def stage_write_records(staging: Path, ingested: Ingested, decided: dict, redact
         if s not in files and not info.get("error"):
             writer(s, "clean").close()
             writers.pop((s, "clean"), None)
-    by_shard = defaultdict(list)
-    for m in ingested.malformed:
-        by_shard[m["shard"]].append(m)
-    spill: dict = {}
-    for s, ms in by_shard.items():
-        if s not in files:
-            writer(s, "clean").close()
-            writers.pop((s, "clean"), None)
-        name = files[s]["quarantine"].rsplit(".", 1)[0] + ".malformed.jsonl"
-        files[s]["malformed"] = name
-        p = staging / name
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with open(p, "w", encoding="utf-8") as f:
-            for m in ms:
-                f.write(json.dumps({"shard": s, "row": m["row"], "reason": m["reason"],
-                                    "raw": malformed_raw(ingested, m, spill)}, ensure_ascii=False) + "\n")
-    if spill.get("f"):
-        spill["f"].close()
+    f, at = None, None  # malformed rows come shard by shard: one file open at a time
+    try:
+        for m in ingested.malformed:
+            s = m["shard"]
+            if s != at:
+                if f is not None:
+                    f.close()
+                if s not in files:
+                    writer(s, "clean").close()
+                    writers.pop((s, "clean"), None)
+                name = files[s]["quarantine"].rsplit(".", 1)[0] + ".malformed.jsonl"
+                files[s]["malformed"] = name
+                p = staging / name
+                p.parent.mkdir(parents=True, exist_ok=True)
+                f, at = open(p, "a", encoding="utf-8"), s  # noqa: SIM115 - closed below
+            f.write(json.dumps({"shard": s, "row": m["row"], "reason": m["reason"], "raw": m["raw"]},
+                               ensure_ascii=False) + "\n")
+    finally:
+        if f is not None:
+            f.close()
     for info in ingested.shards:  # whole shards that could not be read are kept as they are
         if info.get("error") and Path(info["path"]).is_file():
             name = "quarantine/_unreadable/" + output_name(info["shard"], "bin", used).rsplit(".", 1)[0] \
