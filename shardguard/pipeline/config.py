@@ -3,7 +3,7 @@
 ```toml
 batch_size = 2048
 [limits]
-max_line_bytes = 16777216
+max_line_bytes = 8388608        # 8 MiB (the default); also max_decompressed_bytes, max_json_bytes, follow_links
 [detectors.minhash]
 threshold = 0.8
 [detectors.pii]
