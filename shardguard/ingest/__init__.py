@@ -120,6 +120,13 @@ def expand_paths(paths: list[str | Path], follow_links: bool = False) -> tuple[l
 _RAW_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)
 
 
+def _obj_preview(obj) -> str | None:
+    try:
+        return json.dumps(obj, ensure_ascii=False, default=str)[:4096]
+    except (TypeError, ValueError, RecursionError):
+        return None
+
+
 def _record_text(kind: str, rec: dict) -> str:
     return "\n".join(rec[f] for f in TEXT_FIELDS[kind] if rec.get(f))
 
@@ -190,17 +197,17 @@ def ingest_shard(
         if resolved is None:
             info.malformed += 1
             yield Malformed(shard, r.row, f"cannot tell the record kind from fields {sorted(r.obj)[:8]}; pass --kind",
-                            json.dumps(r.obj, ensure_ascii=False, default=str)[:4096])
+                            _obj_preview(r.obj))
             continue
         try:
             rec = to_canonical(r.obj, resolved)
         except SchemaError as e:
             info.malformed += 1
-            yield Malformed(shard, r.row, f"{resolved} record: {e}", json.dumps(r.obj, ensure_ascii=False, default=str)[:4096])
+            yield Malformed(shard, r.row, f"{resolved} record: {e}", _obj_preview(r.obj))
             continue
         try:
             raw = encode_raw(r.obj)
-        except (TypeError, ValueError) as e:  # pragma: no cover - default=str covers most
+        except (TypeError, ValueError, RecursionError) as e:  # nesting near the limit, odd values
             info.malformed += 1
             yield Malformed(shard, r.row, f"record cannot be serialised: {e}")
             continue

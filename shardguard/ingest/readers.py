@@ -294,7 +294,7 @@ def _parse_json_line(line: bytes, row: int, limits: Limits) -> Raw:
         return Raw(row, error=f"invalid JSON value: {e}", text=_preview(s, limits))
     if not isinstance(obj, dict):
         return Raw(row, error=f"JSON value is a {type(obj).__name__}, expected an object", text=_preview(s, limits))
-    if _SURR_ESC.search(line):
+    if b"\\u" in line and _SURR_ESC.search(line):
         try:
             obj, n = _fix_surrogates(obj)
         except RecursionError:
@@ -347,6 +347,7 @@ def read_json(path: Path, comp: str | None, limits: Limits) -> Iterator[Raw]:
             return
         data = b"".join(parts)
         parts.clear()
+        fix = _SURR_ESC.search(data) is not None  # only then can a string hold a lone surrogate
         try:
             arr = json.loads(data.decode("utf-8-sig"))
         except UnicodeDecodeError as e:
@@ -360,11 +361,13 @@ def read_json(path: Path, comp: str | None, limits: Limits) -> Iterator[Raw]:
             arr = [arr]
         for i, obj in enumerate(arr):
             if isinstance(obj, dict):
-                try:
-                    obj, n = _fix_surrogates(obj)
-                except RecursionError:
-                    yield Raw(i, error="JSON value nested too deep to read")
-                    continue
+                n = 0
+                if fix:
+                    try:
+                        obj, n = _fix_surrogates(obj)
+                    except RecursionError:
+                        yield Raw(i, error="JSON value nested too deep to read")
+                        continue
                 yield Raw(i, obj=obj, repair=f"{n} string(s) with lone surrogate escapes: replaced with U+FFFD"
                           if n else None)
             else:
