@@ -135,9 +135,18 @@ def _category_plot(summary: dict) -> str:
             + "".join(rows) + "</table>")
 
 
+def _detector_findings(flags: pa.Table) -> pa.Table:
+    """Without the malformed rows' findings (detector `ingest`): a million of them must not become
+    Python objects here, and neither section shows them."""
+    if not flags.num_rows:
+        return flags
+    return flags.filter(pc.not_equal(flags.column("detector"), "ingest"))
+
+
 def _score_plot(flags: pa.Table, bins: int = 10) -> str:
     """Finding scores per detector as small histograms in plain HTML (no plotting library per scan):
     one row per detector, ten bins from 0 to 1, bar heights relative to the detector's fullest bin."""
+    flags = _detector_findings(flags)
     if not flags.num_rows:
         return ""
     d = flags.select(["detector", "score"]).to_pydict()
@@ -241,6 +250,7 @@ def _record_card(f: dict, rec: dict | None, rec_findings: list[dict], redactor=N
 
 def top_findings(flags: pa.Table, records_path: str | None, per_detector: int = 5, redactor=None) -> str:
     """The highest-scoring findings of each detector, with the record they are about."""
+    flags = _detector_findings(flags)
     if not flags.num_rows:
         return ""
     d = flags.select(["shard", "row", "detector", "category", "score", "reason", "details"]).to_pylist()
