@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -84,7 +85,12 @@ def demo_cmd(out, no_train, full_train, quiet):
         name = Path(rel).name.replace(".jsonl.gz", ".jsonl")
         write_jsonl(inp / name, records)
     click.echo("2/4 scanning ...")
-    result = scan([inp], out / "scan")
+    progress = None
+    if not quiet and sys.stderr.isatty():  # the scan's stages, on a terminal only
+        from shardguard.pipeline.progress import Progress
+
+        progress = Progress()
+    result = scan([inp], out / "scan", progress=progress)
     summary = result.summary
     flags = result.findings.to_pylist()
     scores = [score(flags, shard, t) for shard, t in truths.items()]
