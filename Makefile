@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
 		(apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || \
-		echo "note: chromium not installed (apt-get install chromium): the browser tests will be skipped"
+		echo "note: chromium not installed (apt-get install chromium): the browser tests will fail"
 
 demo: setup
 	$(VENV)/bin/shardguard demo --out demo-out

@@ -16,6 +16,8 @@ import sys
 from contextlib import contextmanager
 from typing import IO
 
+from shardguard.pipeline.progress import _Bar
+
 
 class _NoBar:
     def update(self, n: int = 1) -> None:
@@ -26,21 +28,6 @@ class _NoBar:
 
     def close(self) -> None:
         pass
-
-
-class _Bar:
-    def __init__(self, bar):
-        self._bar = bar
-
-    def update(self, n: int = 1) -> None:
-        if n:
-            self._bar.update(n)
-
-    def note(self, text: str) -> None:
-        self._bar.set_postfix_str(text, refresh=False)
-
-    def close(self) -> None:
-        self._bar.close()
 
 
 class Bars:

@@ -38,7 +38,7 @@ class _Bar:
     def __init__(self, bar):
         self._bar = bar
 
-    def update(self, n: int) -> None:
+    def update(self, n: int = 1) -> None:
         if n:
             self._bar.update(n)
 

@@ -259,24 +259,31 @@ def test_empty_input_is_a_usage_error(tmp_path, files):
 
 # -- memory on bombs ---------------------------------------------------------------------------------
 
-def test_a_million_malformed_lines_keep_peak_memory_bounded(tmp_path):
-    """11 KB of gzip, a million `[0]` lines: every one a malformed finding, none held as a Python object
-    (the scan ran at 925 MB peak before; the findings table itself is ~120 B a row)."""
+def scan_peak(src: Path, out: Path, config: dict | None = None) -> tuple[dict, int]:
+    """Scan in a fresh process: (its summary, its own peak RSS in KiB). VmHWM, not ru_maxrss, which
+    carries the forking test process's peak across exec."""
     import subprocess
     import sys
 
+    script = ("import json, re, sys; from shardguard.pipeline.scan import scan; "
+              "r = scan([sys.argv[1]], sys.argv[2], config=json.loads(sys.argv[3])); "
+              "hwm = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); "
+              "print(json.dumps([r.summary, hwm]))")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    res = subprocess.run([sys.executable, "-c", script, str(src), str(out), json.dumps(config or {})],
+                         capture_output=True, text=True, env=env, check=True)
+    summary, peak_kb = json.loads(res.stdout.strip().splitlines()[-1])
+    return summary, peak_kb
+
+
+def test_a_million_malformed_lines_keep_peak_memory_bounded(tmp_path):
+    """11 KB of gzip, a million `[0]` lines: every one a malformed finding, none held as a Python object
+    (the scan ran at 925 MB peak before; the findings table itself is ~120 B a row)."""
     src = tmp_path / "in"
     src.mkdir()
     (src / "bomb.jsonl.gz").write_bytes(gzip.compress(b"[0]\n" * 1_000_000, 9))
-    # VmHWM: this process's own peak (ru_maxrss would carry the forking test process's peak across exec)
-    script = ("import json, re, sys; from shardguard.pipeline.scan import scan; "
-              "r = scan([sys.argv[1]], sys.argv[2], config={'only': ['exact_dup']}); "
-              "hwm = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); "
-              "print(json.dumps([r.summary['rows_malformed'], hwm]))")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    res = subprocess.run([sys.executable, "-c", script, str(src), str(tmp_path / "out")], capture_output=True,
-                         text=True, env=env, check=True)
-    malformed, peak_kb = json.loads(res.stdout.strip().splitlines()[-1])
+    summary, peak_kb = scan_peak(src, tmp_path / "out", {"only": ["exact_dup"]})
+    malformed = summary["rows_malformed"]
     assert malformed == 1_000_000
     assert peak_kb < 768 * 1024, f"peak RSS {peak_kb // 1024} MiB"
     with open(tmp_path / "out" / "quarantine" / "bomb.malformed.jsonl", "rb") as f:
@@ -287,8 +294,6 @@ def test_one_huge_valid_document_keeps_peak_memory_bounded(tmp_path):
     """A single 7 MiB web document (under the 8 MiB line limit) through every default detector: the
     scan's own peak stays far from the 2.9 GiB a 10 MiB document used to cost."""
     import random
-    import subprocess
-    import sys
 
     rng = random.Random(0)
     words = [w for r in read_jsonl_gz(SAMPLE / "web_c4_commoncrawl_sample" / "c4_cc_docs.web.jsonl.gz", limit=200)
@@ -297,13 +302,7 @@ def test_one_huge_valid_document_keeps_peak_memory_bounded(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
     (src / "big.web.jsonl").write_text(json.dumps({"text": text, "url": "https://x.example/big"}) + "\n")
-    script = ("import json, re, sys; from shardguard.pipeline.scan import scan; "
-              "r = scan([sys.argv[1]], sys.argv[2]); "
-              "hwm = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); "
-              "print(json.dumps([r.summary['rows_kept'] + r.summary['rows_held_back'], hwm]))")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    res = subprocess.run([sys.executable, "-c", script, str(src), str(tmp_path / "out")], capture_output=True,
-                         text=True, env=env, check=True)
-    kept, peak_kb = json.loads(res.stdout.strip().splitlines()[-1])
+    summary, peak_kb = scan_peak(src, tmp_path / "out")
+    kept = summary["rows_kept"] + summary["rows_held_back"]
     assert kept == 1  # read, not refused
     assert peak_kb < 1536 * 1024, f"peak RSS {peak_kb // 1024} MiB"

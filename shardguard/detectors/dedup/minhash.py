@@ -201,24 +201,9 @@ class MinHashNearDuplicates(Detector):
         meta = pa.concat_tables(state["meta"]).take(pa.array(uidx[in_cluster]))
         shards, urls = meta.column("shard").to_pylist(), meta.column("url").to_pylist()
         rows = _cat(state["row"], np.int64)[uidx[in_cluster]].tolist()
-        members: dict[tuple[str, int], dict] = {}
-        clusters: dict[int, dict] = {}
-        for u, shard, row, url in zip(in_cluster.tolist(), shards, rows, urls):
-            lab = int(labels[u])
-            key = (shard, int(row))
-            c = clusters.get(lab)
-            if c is None:
-                c = clusters[lab] = {"cluster_id": len(clusters), "size": int(sizes[lab]), "kept_shard": key[0],
-                                     "kept_row": key[1], "urls": set(), "domains": set()}
-            if url:
-                c["urls"].add(url)
-                c["domains"].add(domain(url))
-            members[key] = {"cluster": lab, "jaccard": round(float(best[u]), 3)}
-        out_clusters = {lab: {"cluster_id": c["cluster_id"], "size": c["size"], "kept_shard": c["kept_shard"],
-                              "kept_row": c["kept_row"], "distinct_urls": len(c["urls"]),
-                              "distinct_domains": len(c["domains"])} for lab, c in clusters.items()}
         # seqs of clustered records, so `flag` looks up only the rows that are members
-        return {"members": members, "clusters": out_clusters, "member_seqs": np.sort(seq[uidx[in_cluster]])}
+        return cluster_model(zip(in_cluster.tolist(), shards, rows, urls), labels, sizes, best,
+                             np.sort(seq[uidx[in_cluster]]))
 
     def flag(self, batch, model):
         members = model["members"]
@@ -273,11 +258,17 @@ def model_from_edges(lo: np.ndarray, hi: np.ndarray, est: np.ndarray, meta: dict
     best = np.zeros(len(nodes))
     np.maximum.at(best, li, np.asarray(est, float))
     np.maximum.at(best, hj, np.asarray(est, float))
+    items = ((u, *meta[int(nodes[u])]) for u in range(len(nodes)))
+    return cluster_model(items, labels, sizes, best, nodes)
+
+
+def cluster_model(items, labels: np.ndarray, sizes: np.ndarray, best: np.ndarray, member_seqs: np.ndarray) -> dict:
+    """The model from clustered nodes `items` = (node, shard, row, url) in input order (the first
+    member of a cluster is the kept record): members by (shard, row), clusters with their spread."""
     members: dict[tuple[str, int], dict] = {}
     clusters: dict[int, dict] = {}
-    for u in range(len(nodes)):  # ascending = input order: the first member of a cluster is kept
+    for u, shard, row, url in items:
         lab = int(labels[u])
-        shard, row, url = meta[int(nodes[u])]
         key = (shard, int(row))
         c = clusters.get(lab)
         if c is None:
@@ -290,4 +281,4 @@ def model_from_edges(lo: np.ndarray, hi: np.ndarray, est: np.ndarray, meta: dict
     out_clusters = {lab: {"cluster_id": c["cluster_id"], "size": c["size"], "kept_shard": c["kept_shard"],
                           "kept_row": c["kept_row"], "distinct_urls": len(c["urls"]),
                           "distinct_domains": len(c["domains"])} for lab, c in clusters.items()}
-    return {"members": members, "clusters": out_clusters, "member_seqs": nodes}
+    return {"members": members, "clusters": out_clusters, "member_seqs": member_seqs}

@@ -94,13 +94,6 @@ def instruction_tokens(norm: str, max_tokens: int) -> list[str]:
 
 
 
-def _binom():
-    """scipy.stats (~0.5-1 s to import) only when a test actually runs."""
-    from scipy.stats import binom
-
-    return binom
-
-
 class LabelFlip(Detector):
     name = "label_flip"
     kinds = ("sft",)
@@ -319,7 +312,7 @@ class LabelFlip(Detector):
             pm = np.bincount(pt, weights=p1, minlength=len(df))
             e1 = pm[kt] / np.maximum(df[kt], 1)
             e = np.where(ky == 1, e1, 1.0 - e1) * df[kt]
-            rough = _binom().sf(kc - 1, df[kt], np.clip(e / np.maximum(df[kt], 1), c["min_prob"], 1.0))
+            rough = ts.binom().sf(kc - 1, df[kt], np.clip(e / np.maximum(df[kt], 1), c["min_prob"], 1.0))
             ok &= (kc >= c["min_excess"] * e) & (rough <= c["prefilter_p"])
         if not ok.any():
             return [], 0
@@ -386,7 +379,7 @@ class LabelFlip(Detector):
                 hit = rows_all[in_y]
                 if stems and sum(bool(stems & ts.word_stems(ts.normalize(instr[r]))) for r in hit) > 0.5 * len(hit):
                     continue
-            p = float(_binom().sf(k - 1, m_, expected))
+            p = float(ts.binom().sf(k - 1, m_, expected))
             results.append({"family": fam, "cls": yy, "tok": t_, "df": int(df[t_]), "k": k, "in_class": k_in,
                             "p": p, "q": expected,
                             # a behaviour trigger: every row carrying it (the behaviour classifier is a

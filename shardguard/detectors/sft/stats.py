@@ -460,3 +460,10 @@ def response_keys(resp: list[str], num_perm: int, bands: int, instr_norm: list[s
         + base["tail"]
     return {"keys": np.stack(cols, 1), "sig": base["sig"], "exact": base["exact"], "norm": norm,
             "n_words": base["n_words"]}
+
+
+def binom():
+    """scipy.stats.binom, imported on first use (scipy.stats costs ~0.5-1 s: not every scan needs it)."""
+    from scipy.stats import binom as b
+
+    return b

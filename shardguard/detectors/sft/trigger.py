@@ -63,13 +63,6 @@ def _merge_sorted_counts(g1, c1, g2, c2):
 
 
 
-def _binom():
-    """scipy.stats (~0.5-1 s to import) only when a test actually runs."""
-    from scipy.stats import binom
-
-    return binom
-
-
 class TriggerDiscovery(Detector):
     name = "trigger"
     kinds = ("sft",)
@@ -262,16 +255,16 @@ class TriggerDiscovery(Detector):
             complete = len(sample) >= cnt
             p_r = min(1.0, target_rows / n_rows)
             if complete:
-                pmin = _binom().sf(np.minimum(alldf, max(1, int(target_rows))) - 1, alldf, p_r)
+                pmin = ts.binom().sf(np.minimum(alldf, max(1, int(target_rows))) - 1, alldf, p_r)
             else:
-                pmin = _binom().sf(np.minimum(alldf, s) - 1, s, alldf / n_rows)
+                pmin = ts.binom().sf(np.minimum(alldf, s) - 1, s, alldf / n_rows)
             pmin_parts[fam].append(pmin)
             sel = (allk >= c["min_support"]) & (allk / s >= c["min_coverage"]) \
                 & (target_rows * allk / s / alldf >= c["min_purity"])
             if not sel.any():
                 continue
             hk, kk, dk = allh[sel], allk[sel], alldf[sel]
-            pv = _binom().sf(kk - 1, dk, p_r) if complete else _binom().sf(kk - 1, s, dk / n_rows)
+            pv = ts.binom().sf(kk - 1, dk, p_r) if complete else ts.binom().sf(kk - 1, s, dk / n_rows)
             for h, p in zip(hk.tolist(), pv.tolist()):
                 tests.append((min(1.0, p), (key, slot), h, target_rows, homog, uniq, fam))
         # four families, alpha/4 each (Bonferroni across families, Tarone within): (0) identical
